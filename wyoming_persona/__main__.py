@@ -1,0 +1,5 @@
+"""Allow `python -m wyoming_persona`."""
+
+from .cli import main
+
+raise SystemExit(main())
