@@ -195,9 +195,7 @@ class ServiceServer:
     async def start(self) -> None:
         scheme = self._parsed.scheme
         if scheme == "tcp":
-            self._server = await asyncio.start_server(
-                self._accept, self._parsed.hostname, self._parsed.port
-            )
+            self._server = await asyncio.start_server(self._accept, self._parsed.hostname, self._parsed.port)
         elif scheme == "unix":
             self._server = await asyncio.start_unix_server(self._accept, self._parsed.path)
 

@@ -144,9 +144,8 @@ class _Validator:
         return self._scalar(node, hint, field, meta or {})
 
     def _union(self, node: Node, options: tuple, field: str, meta: dict | None) -> Any:
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "null":
-            if type(None) in options:
-                return None
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and type(None) in options:
+            return None
         for option in options:
             if option is not type(None) and _accepts(node, option):
                 return self.convert(node, option, field, meta)
@@ -159,8 +158,7 @@ class _Validator:
             self.error(node, field, f"expected a list, got {_node_kind(node)}")
             return None
         return tuple(
-            self.convert(item, item_hint, f"{field}[{index}]")
-            for index, item in enumerate(node.value)
+            self.convert(item, item_hint, f"{field}[{index}]") for index, item in enumerate(node.value)
         )
 
     def _mapping(self, node: Node, cls: type, field: str) -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from .model import Persona
 
 SPOKEN_OUTPUT_RULES = (
-    "Everything you write is read aloud by a text-to-speech voice, so write only plain spoken "
-    "sentences.",
+    "Everything you write is read aloud by a text-to-speech voice, so write only plain spoken sentences.",
     "Never use markdown, headings, bullet points, numbered lists, tables, code, emoji or URLs.",
     "Write numbers, dates, times, units and symbols the way a person says them: "
     '"twenty-one degrees", "half past four", "the third of May", "five kilometres", "ten percent".',
