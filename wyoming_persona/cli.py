@@ -44,7 +44,8 @@ def load_subcommand(sub: Subcommand):
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Only the chosen subcommand's module is imported, so one service never loads another's code."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="log at DEBUG level")
     common.add_argument("--log-format", default=DEFAULT_LOG_FORMAT, help="logging format")
@@ -53,17 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for sub in SUBCOMMANDS:
+        sub_parser = subparsers.add_parser(sub.name, parents=[common], help=sub.help)
+        if sub.name != chosen:
+            continue
         module = load_subcommand(sub)
         if module is None:
-            continue
-        sub_parser = subparsers.add_parser(sub.name, parents=[common], help=sub.help)
+            parser.error(f"'{sub.name}' is not built yet in this version")
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    names = {sub.name for sub in SUBCOMMANDS}
+    chosen = next((arg for arg in argv if arg in names), None)
+    args = build_parser(chosen).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format=args.log_format,

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from outside PyPI (the Mosquitto broker for the MQTT tests).
+# The tests start and stop their own broker on a free loopback port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -x scripts/ensure-mosquitto.sh ]; then
+    bash scripts/ensure-mosquitto.sh
+fi
