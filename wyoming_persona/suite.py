@@ -81,7 +81,6 @@ async def run_suite(personas_dir: Path, state_dir: Path, log_dir: Path) -> int:
     built = {sub.name for sub in SUBCOMMANDS if load_subcommand(sub) is not None}
     services = [s for s in plan(personas_dir, state_dir) if s.name in built]
     missing = [s.name for s in plan(personas_dir, state_dir) if s.name not in built]
-    log_dir.mkdir(parents=True, exist_ok=True)
     processes: dict[str, asyncio.subprocess.Process] = {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -109,7 +108,8 @@ async def run_suite(personas_dir: Path, state_dir: Path, log_dir: Path) -> int:
         if failed:
             return 1
         if {"asr", "persona", "tts"} <= built and "talk" in built:
-            print("\nTry a voice turn:\n  .venv/bin/wyoming-persona talk --text 'What can you do?' --out reply.wav")
+            print("\nTry a voice turn:")
+            print("  .venv/bin/wyoming-persona talk --text 'What can you do?' --out reply.wav")
         print("\nPress Ctrl-C to stop.", flush=True)
         await stop.wait()
         return 0
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path("state"))
     parser.add_argument("--log-dir", type=Path, default=Path(".run/logs"))
     args = parser.parse_args(argv)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_suite(args.personas_dir, args.state_dir, args.log_dir))
 
 

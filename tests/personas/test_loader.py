@@ -143,7 +143,7 @@ def test_folder_collects_errors_of_all_files(tmp_path: Path) -> None:
 
 
 def test_empty_or_missing_folder_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(PersonaLoadError, match="no \\*.yaml persona files"):
+    with pytest.raises(PersonaLoadError, match=r"no \*\.yaml persona files"):
         load_folder(tmp_path)
     with pytest.raises(PersonaLoadError, match="no such directory"):
         load_folder(tmp_path / "missing")
