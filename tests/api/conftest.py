@@ -1,0 +1,98 @@
+"""Fixtures for the control API tests: a copy of the shipped personas, a manager, Wyoming services."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from wyoming.info import AsrModel, AsrProgram, Attribution, Info
+
+from wyoming_persona.personas import PersonaManager
+from wyoming_persona.wyoming_server import ServiceServer, WyomingService
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_PERSONAS = REPO / "config" / "personas"
+
+
+@pytest.fixture
+def personas_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "personas"
+    shutil.copytree(SHIPPED_PERSONAS, folder)
+    return folder
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def manager(personas_dir: Path, state_dir: Path) -> PersonaManager:
+    return PersonaManager(personas_dir, state_dir, refresh_interval=0.0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _DescribeOnly(WyomingService):
+    async def handle_event(self, event) -> bool:
+        raise self.unexpected(event)
+
+
+def _asr_info() -> Info:
+    attribution = Attribution(name="test", url="https://example.invalid")
+    model = AsrModel(
+        name="tiny",
+        attribution=attribution,
+        installed=True,
+        description="test model",
+        version="1",
+        languages=["en"],
+    )
+    program = AsrProgram(
+        name="fake-asr",
+        attribution=attribution,
+        installed=True,
+        description="describe-only test service",
+        version="1",
+        models=[model],
+    )
+    return Info(asr=[program])
+
+
+@pytest.fixture
+async def wyoming_service() -> AsyncIterator[str]:
+    """A real Wyoming server (the project's ServiceServer) that answers describe; yields its URI."""
+    server = ServiceServer("tcp://127.0.0.1:0", functools.partial(_DescribeOnly, info=_asr_info))
+    await server.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def silent_service() -> AsyncIterator[str]:
+    """Accepts connections and never answers: the health probe must time out."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,290 @@
+"""The control API: `make_app(manager, settings)` builds the aiohttp application.
+
+Only two endpoints write: PUT /api/active writes the state file and POST /api/reload re-reads the
+personas folder. POST /api/validate parses a body in memory and never touches the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..personas import Persona, PersonaError, PersonaManager, build_system_prompt
+from ..personas.loader import MAX_FILE_BYTES, PERSONA_ID, parse_persona
+from .health import probe_all
+from .lookup import find_persona, option_labels
+from .metrics import ApiMetrics
+from .settings import ApiSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+MANAGER = web.AppKey("manager", PersonaManager)
+SETTINGS = web.AppKey("settings", ApiSettings)
+METRICS = web.AppKey("metrics", ApiMetrics)
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(
+    manager: PersonaManager, settings: ApiSettings, metrics: ApiMetrics | None = None
+) -> web.Application:
+    app = web.Application(
+        middlewares=[_metrics_middleware, _error_middleware, _auth_middleware],
+        client_max_size=MAX_FILE_BYTES + 1024,
+    )
+    app[MANAGER] = manager
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or ApiMetrics()
+    app.router.add_get("/api/personas", list_personas)
+    app.router.add_get("/api/personas/{persona_id}", show_persona)
+    app.router.add_get("/api/active", get_active)
+    app.router.add_put("/api/active", put_active)
+    app.router.add_post("/api/reload", reload_personas)
+    app.router.add_post("/api/validate", validate_persona)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+# -- middleware ---------------------------------------------------------------------------------
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, "status": status, **extra}, status=status)
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "(unmatched)"
+        request.app[METRICS].observe_request(request.method, name, status, time.perf_counter() - start)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON: aiohttp's own 404/405/413 included."""
+    try:
+        return await handler(request)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        message = err.reason
+        if err.status == 404 and request.match_info.route.resource is None:
+            message = f"no endpoint {request.path}"
+        elif err.status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        elif err.status == 413:
+            message = f"request body larger than {MAX_FILE_BYTES} bytes"
+        if err.content_type == "application/json" and err.text:
+            return web.json_response(json.loads(err.text), status=err.status)
+        return json_error(err.status, message)
+    except Exception:  # the one boundary: log it, answer JSON, keep serving
+        _LOGGER.exception("Unexpected error in %s %s", request.method, request.path)
+        return json_error(500, "internal error; see the API log")
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[SETTINGS].token
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            response = json_error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="wyoming-persona"'
+            return response
+    return await handler(request)
+
+
+def _raise(status: int, message: str, **extra: Any) -> web.HTTPException:
+    body = json.dumps({"error": message, "status": status, **extra})
+    exc_class = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 422: web.HTTPUnprocessableEntity}[status]
+    return exc_class(text=body, content_type="application/json")
+
+
+# -- personas -----------------------------------------------------------------------------------
+def persona_summary(persona: Persona, active_id: str, label: str) -> dict[str, Any]:
+    return {
+        "id": persona.id,
+        "name": persona.name,
+        "label": label,
+        "description": persona.spec.description,
+        "language": persona.language,
+        "aliases": list(persona.spec.aliases),
+        "voice": dataclasses.asdict(persona.voice),
+        "active": persona.id == active_id,
+    }
+
+
+def persona_detail(persona: Persona, active_id: str, label: str) -> dict[str, Any]:
+    return {
+        **persona_summary(persona, active_id, label),
+        "greeting": persona.greeting,
+        "llm": dataclasses.asdict(persona.llm),
+        "fallbacks": dataclasses.asdict(persona.spec.fallbacks),
+        "file": persona.source.name,
+        "system_prompt": build_system_prompt(persona),
+    }
+
+
+def error_json(error: PersonaError) -> dict[str, Any]:
+    return {
+        "file": Path(error.path).name,
+        "line": error.line,
+        "column": error.column,
+        "field": error.field,
+        "message": error.message,
+        "text": f"{Path(error.path).name}:{error.line}:{error.column}: {error.field}: {error.message}",
+    }
+
+
+async def list_personas(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    personas = manager.personas
+    active = manager.active()
+    labels = option_labels(personas)
+    return web.json_response(
+        {
+            "active": active.id,
+            "personas": [persona_summary(p, active.id, labels[p.id]) for p in personas.values()],
+        }
+    )
+
+
+async def show_persona(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    personas = manager.personas
+    persona_id = request.match_info["persona_id"]
+    persona = personas.get(persona_id)
+    if persona is None:
+        raise _raise(404, f"unknown persona {persona_id!r}", known=list(personas))
+    labels = option_labels(personas)
+    return web.json_response(persona_detail(persona, manager.active().id, labels[persona.id]))
+
+
+async def get_active(request: web.Request) -> web.Response:
+    persona = request.app[MANAGER].active()
+    return web.json_response({"id": persona.id, "name": persona.name})
+
+
+async def put_active(request: web.Request) -> web.Response:
+    """Body `{"id": "pirate"}`; a persona name or alias is accepted too (handy in automations)."""
+    manager = request.app[MANAGER]
+    body = await _json_body(request)
+    wanted = body.get("id")
+    if not isinstance(wanted, str) or not wanted.strip():
+        raise _raise(422, 'body must be {"id": "<persona id>"}')
+    personas = manager.personas
+    persona = find_persona(personas, wanted)
+    if persona is None:
+        raise _raise(404, f"unknown persona {wanted!r}", known=list(personas))
+    previous = manager.active().id
+    persona = await asyncio.to_thread(manager.set_active, persona.id)
+    if persona.id != previous:
+        request.app[METRICS].switches.inc((("source", "api"),))
+    return web.json_response({"id": persona.id, "name": persona.name, "previous": previous})
+
+
+async def reload_personas(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    result = await asyncio.to_thread(manager.reload)
+    personas = list(manager.personas)
+    if not result.ok:
+        raise _raise(
+            422,
+            f"personas folder has {len(result.errors)} error(s); the previous personas stay loaded",
+            errors=[error_json(e) for e in result.errors],
+            personas=personas,
+        )
+    return web.json_response({"ok": True, "changed": result.changed, "personas": personas})
+
+
+async def validate_persona(request: web.Request) -> web.Response:
+    """Validate a persona YAML body (`?id=` names the file it would be); nothing is written."""
+    persona_id = request.query.get("id", "persona")
+    if not PERSONA_ID.match(persona_id):
+        raise _raise(422, f"id {persona_id!r} must be lowercase letters, digits, _ or -")
+    raw = await request.read()
+    if not raw.strip():
+        raise _raise(400, "empty body: send the persona YAML as the request body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _raise(400, f"body is not UTF-8: {err}") from None
+    path = Path(f"{persona_id}.yaml")
+    errors: list[PersonaError] = []
+    spec = parse_persona(text, path, errors)
+    if errors or spec is None:
+        raise _raise(
+            422, f"persona has {len(errors)} error(s)", ok=False, errors=[error_json(e) for e in errors]
+        )
+    persona = Persona(id=persona_id, source=path, spec=spec)
+    return web.json_response(
+        {
+            "ok": True,
+            "id": persona_id,
+            "name": persona.name,
+            "voice": dataclasses.asdict(persona.voice),
+            "system_prompt": build_system_prompt(persona),
+        }
+    )
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _raise(400, f"body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise _raise(400, "body must be a JSON object")
+    return body
+
+
+# -- health and metrics -------------------------------------------------------------------------
+async def _probe(app: web.Application) -> list:
+    settings = app[SETTINGS]
+    results = await probe_all(settings.services, settings.health_timeout)
+    for result in results:
+        seconds = (result.latency_ms or 0.0) / 1000
+        app[METRICS].observe_probe(result.name, result.ok, seconds)
+    return results
+
+
+async def health(request: web.Request) -> web.Response:
+    results = await _probe(request.app)
+    healthy = all(r.ok for r in results)
+    body = {
+        "ok": healthy,
+        "version": __version__,
+        "active_persona": request.app[MANAGER].active().id,
+        "services": [r.as_json() for r in results],
+    }
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Probes the services on each scrape (like a blackbox exporter), then renders every metric."""
+    app = request.app
+    await _probe(app)
+    manager = app[MANAGER]
+    app[METRICS].set_personas(list(manager.personas), manager.active().id)
+    return web.Response(
+        body=app[METRICS].render().encode("utf-8"),
+        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},
+    )

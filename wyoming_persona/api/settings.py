@@ -1,0 +1,111 @@
+"""Frozen settings of the control API and the MQTT bridge, parsed once from the command line."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
+
+from ..options import PORTS
+
+DEFAULT_HEALTH_TIMEOUT = 2.0
+
+
+class SettingsError(ValueError):
+    """A flag value that cannot work; the message says which one and why."""
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """A Wyoming service the health check asks to `describe` itself."""
+
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = PORTS["api"]
+    token: str | None = None
+    services: tuple[ServiceTarget, ...] = ()
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT
+
+    def check(self) -> None:
+        """Refuse settings that would expose an unauthenticated API to the network."""
+        if not self.token and not is_loopback(self.host):
+            raise SettingsError(
+                f"--host {self.host} is not a loopback address: set --token "
+                "(or WYOMING_PERSONA_API_TOKEN) so that the API is not open to the network"
+            )
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    node_id: str = "wyoming_persona"
+    discovery_prefix: str = "homeassistant"
+    poll_interval: float = 0.5
+    reconnect_min: float = 1.0
+    reconnect_max: float = 30.0
+
+    @property
+    def base_topic(self) -> str:
+        return f"wyoming_persona/{self.node_id}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: assume it is reachable from outside
+
+
+def default_services(host: str = "127.0.0.1") -> tuple[ServiceTarget, ...]:
+    """The services `make run` starts, on their default ports."""
+    return tuple(
+        ServiceTarget(name, f"tcp://{host}:{PORTS[name]}") for name in ("vad", "asr", "persona", "tts")
+    )
+
+
+def parse_service(text: str) -> ServiceTarget:
+    """`NAME=tcp://HOST:PORT` (or `NAME=unix://PATH`) into a ServiceTarget."""
+    name, sep, uri = text.partition("=")
+    name, uri = name.strip(), uri.strip()
+    if not sep or not name or not uri:
+        raise SettingsError(f"--service {text!r}: expected NAME=tcp://HOST:PORT")
+    parsed = urlparse(uri)
+    if parsed.scheme == "tcp":
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None:
+            raise SettingsError(f"--service {text!r}: a tcp URI needs a host and a port")
+    elif parsed.scheme == "unix":
+        if not (parsed.netloc + parsed.path):
+            raise SettingsError(f"--service {text!r}: a unix URI needs a path")
+    else:
+        raise SettingsError(f"--service {text!r}: only tcp:// and unix:// services can be probed")
+    return ServiceTarget(name, uri)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    """`mqtt://[user[:password]@]host[:port]` into (host, port, username, password)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("mqtt", "tcp"):
+        raise SettingsError(f"--mqtt {url!r}: expected mqtt://[user:password@]host[:port]")
+    try:
+        port = parsed.port or 1883
+    except ValueError as err:
+        raise SettingsError(f"--mqtt: {err}") from err
+    if not parsed.hostname:
+        raise SettingsError("--mqtt: the URL has no host")
+    username = unquote(parsed.username) if parsed.username else None
+    password = unquote(parsed.password) if parsed.password else None
+    return parsed.hostname, port, username, password
