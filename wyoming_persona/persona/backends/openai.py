@@ -1,0 +1,118 @@
+"""Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, LocalAI): SSE chat completions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .base import BackendError, ChatRequest, Delta
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
+DEFAULT_MODEL = "default"
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    base_url: str = DEFAULT_BASE_URL
+    model: str = DEFAULT_MODEL
+    api_key: str | None = field(default=None, repr=False)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    connect_timeout: float = 10.0
+
+
+class OpenAIChatBackend:
+    """Streams `<base_url>/chat/completions` with `stream: true` and parses the server-sent events."""
+
+    def __init__(self, settings: OpenAISettings) -> None:
+        self.settings = settings
+        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.name = f"openai-compatible {settings.model} at {settings.base_url}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Accept": "text/event-stream"}
+            if self.settings.api_key:
+                headers["Authorization"] = f"Bearer {self.settings.api_key}"
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=timeout)
+        return self._session
+
+    def _body(self, request: ChatRequest) -> dict:
+        settings = self.settings
+        body: dict = {
+            "model": request.model or settings.model,
+            "messages": [dict(message) for message in request.messages],
+            "stream": True,
+        }
+        temperature = request.temperature if request.temperature is not None else settings.temperature
+        if temperature is not None:
+            body["temperature"] = temperature
+        max_tokens = request.max_tokens or settings.max_tokens
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        try:
+            async with self._get_session().post(self.url, json=self._body(request)) as response:
+                if response.status >= 400:
+                    detail = (await response.text())[:200].strip()
+                    raise BackendError(f"{self.url} answered HTTP {response.status}: {detail}")
+                finished = False
+                async for raw in response.content:
+                    delta = _parse_sse_line(raw)
+                    if delta is None:
+                        continue
+                    if delta is _DONE:
+                        break
+                    finished = finished or delta.finish_reason is not None
+                    yield delta
+                if not finished:
+                    yield Delta(finish_reason="stop")
+        except aiohttp.ClientError as err:
+            raise BackendError(f"{self.url} failed: {err or type(err).__name__}") from err
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+_DONE = Delta(finish_reason="done")
+
+
+def _parse_sse_line(raw: bytes) -> Delta | None:
+    """One SSE line -> a Delta, _DONE for `data: [DONE]`, None for comments, blanks and other fields."""
+    line = raw.decode("utf-8", errors="replace").strip()
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _DONE
+    try:
+        event = json.loads(payload)
+    except json.JSONDecodeError as err:
+        raise BackendError(f"bad server-sent event: {payload[:80]!r}") from err
+    if not isinstance(event, dict):
+        raise BackendError(f"bad server-sent event: {payload[:80]!r}")
+    if "error" in event:
+        raise BackendError(f"server error: {event['error']}")
+    choices = event.get("choices") or []
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    choice = choices[0]
+    content = (choice.get("delta") or {}).get("content") or ""
+    finish = choice.get("finish_reason")
+    if not content and not finish:
+        return None
+    return Delta(content, finish)
