@@ -1,0 +1,51 @@
+"""What the benchmarks share: a private copy of the personas and a suite on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import psutil
+
+from wyoming_persona.suite import free_ports, running_suite
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+
+@contextlib.asynccontextmanager
+async def bench_suite(names: tuple[str, ...]) -> AsyncIterator[dict[str, str]]:
+    """Start the named services on free ports; yields name -> address."""
+    with tempfile.TemporaryDirectory(prefix="wp-bench-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(REPO / "config" / "personas", root / "personas")
+        (root / "logs").mkdir()
+        ports = free_ports(("vad", "asr", "persona", "tts", "api"))
+        async with running_suite(root / "personas", root / "state", root / "logs", ports, names) as services:
+            yield {name: service.address for name, service in services.items()}
+
+
+def median_ms(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return round(statistics.median(kept) * 1000, 1) if kept else None
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    )
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,80 @@
+"""End of speech -> first reply audio over spoken questions: our streaming path against the same
+services used one step after the other (transcribe, whole reply, then synthesize).
+
+    .venv/bin/python bench/turn.py [--rounds 3]
+
+Embedded defaults: whisper tiny.en, SmolLM2-135M, the joe Piper voice. Audio is streamed in real time
+as a satellite would, each question followed by 0.8 s of silence before audio-stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _suite import bench_suite, machine, median_ms, save
+
+from wyoming_persona.talk.turn import Endpoints, TurnResult, run_turn, synthesize_question
+
+QUESTIONS = (
+    "What can you do?",
+    "Tell me a fun fact about the ocean.",
+    "How should I start my morning?",
+    "What is a good name for a cat?",
+    "Why is the sky blue?",
+)
+STEPS = ("transcript", "first_reply_text", "first_reply_audio", "total")
+GOAL_MS = 800.0
+
+
+async def bench(rounds: int) -> int:
+    async with bench_suite(("asr", "persona", "tts")) as services:
+        endpoints = Endpoints(asr=services["asr"], persona=services["persona"], tts=services["tts"])
+        questions = [
+            (await synthesize_question(text, endpoints, "en_US-joe-medium")).padded(0.3, 0.8)
+            for text in QUESTIONS
+        ]
+        await run_turn(questions[0], endpoints, realtime=False)  # warm-up
+        results: dict[bool, list[TurnResult]] = {True: [], False: []}
+        for round_index in range(rounds):
+            for index, question in enumerate(questions):
+                order = (True, False) if (round_index + index) % 2 == 0 else (False, True)
+                for streaming in order:
+                    result = await run_turn(question, endpoints, streaming=streaming)
+                    results[streaming].append(result)
+                    mode = "stream" if streaming else "whole "
+                    print(
+                        f"round {round_index + 1} {mode} {result.timings.first_reply_audio * 1000:6.0f} ms "
+                        f"to first audio | {result.transcript!r} -> {result.reply[:60]!r}",
+                        flush=True,
+                    )
+    table = {
+        mode: {step: median_ms([getattr(r.timings, step) for r in results[streaming]]) for step in STEPS}
+        for mode, streaming in (("streaming", True), ("non_streaming", False))
+    }
+    print(f"\nbench/turn on {machine()}: {rounds} rounds x {len(QUESTIONS)} questions, medians (ms)")
+    print(f"{'end of speech ->':<22}{'streaming':>12}{'non-streaming':>16}{'ratio':>8}")
+    for step in STEPS:
+        ours, theirs = table["streaming"][step], table["non_streaming"][step]
+        ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
+        print(f"{step:<22}{ours!s:>12}{theirs!s:>16}{ratio:>8}")
+    first_audio = table["streaming"]["first_reply_audio"]
+    verdict = "meets" if first_audio is not None and first_audio <= GOAL_MS else "misses"
+    print(f"\nstreaming first reply audio median {first_audio} ms {verdict} the {GOAL_MS:.0f} ms goal")
+    path = save("turn", {"rounds": rounds, "questions": list(QUESTIONS), "medians_ms": table})
+    print(f"saved {path}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    return asyncio.run(bench(parser.parse_args().rounds))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
