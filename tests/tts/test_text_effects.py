@@ -1,0 +1,78 @@
+"""Sentence pieces and voice effects without a model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wyoming_persona.tts.effects import apply_volume, pitch_shift, resample
+from wyoming_persona.tts.text import SentenceSplitter, cut_long, first_clause
+
+from .conftest import median_f0
+
+
+def test_first_clause_at_punctuation_and_conjunction() -> None:
+    assert first_clause("Sure, I've turned on the kitchen lights and set the heating.") == (
+        "Sure,",
+        "I've turned on the kitchen lights and set the heating.",
+    )
+    assert first_clause("I've turned on the kitchen lights and set the thermostat to twenty.") == (
+        "I've turned on the kitchen lights,",
+        "and set the thermostat to twenty.",
+    )
+    assert first_clause("Short one, really.") is None
+    assert first_clause("A sentence without any clause boundary that goes on for a while.") is None
+
+
+def test_only_the_first_sentence_is_cut_and_nothing_is_lost() -> None:
+    text = "Well, the lights are on in the kitchen now. Also, the door is locked, as you asked."
+    sentences = list(SentenceSplitter().split(text))
+    assert [s.pieces for s in sentences] == [
+        ("Well,", "the lights are on in the kitchen now."),
+        ("Also, the door is locked, as you asked.",),
+    ]
+    assert " ".join(s.text for s in sentences) == text
+
+
+def test_streamed_chunks_give_the_same_sentences() -> None:
+    text = "Ahoy there, matey! The tide is high. **Bold** claims 😀 and a link https://example.com/x done."
+    whole = [s.text for s in SentenceSplitter().split(text)]
+    splitter = SentenceSplitter()
+    streamed = []
+    for i in range(0, len(text), 7):
+        streamed += [s.text for s in splitter.add(text[i : i + 7])]
+    streamed += [s.text for s in splitter.finish()]
+    assert streamed == whole
+    assert "*" not in " ".join(whole) and "😀" not in " ".join(whole) and "https" not in " ".join(whole)
+
+
+def test_unspeakable_sentences_are_dropped() -> None:
+    assert list(SentenceSplitter().split("!!! 😀 ... ?")) == []
+    assert list(SentenceSplitter().split("   ")) == []
+
+
+def test_long_sentence_is_cut_without_losing_words() -> None:
+    sentence = ", ".join(f"item number {i}" for i in range(60)) + "."
+    pieces = cut_long(sentence, 100)
+    assert all(len(p) <= 100 for p in pieces)
+    assert " ".join(pieces) == sentence
+
+
+def _harmonic(f0: float, seconds: float = 1.5, rate: int = 22050) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 8)).astype(np.float32) * 0.3
+
+
+def test_pitch_shift_moves_f0_and_keeps_length() -> None:
+    audio = _harmonic(120.0)
+    for semitones in (-4.0, 3.0):
+        shifted = pitch_shift(audio, 22050, semitones)
+        assert len(shifted) == len(audio)
+        ratio = median_f0((shifted * 32767).astype(np.int16), 22050) / 120.0
+        assert abs(ratio / 2 ** (semitones / 12) - 1) < 0.05
+
+
+def test_resample_and_volume() -> None:
+    assert len(resample(np.ones(1000), 1234)) == 1234
+    loud = apply_volume(np.array([0.5, 1.0, -1.0], dtype=np.float32), 1.5)
+    assert np.all(np.abs(loud) < 1.0) and loud[0] == 0.75
+    assert np.allclose(apply_volume(np.array([0.5], dtype=np.float32), 0.5), [0.25])

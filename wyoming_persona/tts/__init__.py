@@ -1,0 +1,1 @@
+"""Piper text-to-speech server that speaks in each persona's voice."""

@@ -1,0 +1,96 @@
+"""Voice effects on float audio: pitch shift that keeps the duration, and volume with a soft limiter.
+
+The pitch shift time-stretches with WSOLA (waveform-similarity overlap-add, which keeps speech free of
+the phasiness of a phase vocoder) and then resamples band-limited back to the original length, so the
+pitch moves by 2^(semitones/12) and the duration stays exactly the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FRAME_SECONDS = 0.030
+_TOLERANCE_SECONDS = 0.008
+_LIMIT_KNEE = 0.9
+
+
+def pitch_shift(audio: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
+    """Shift the pitch of mono float audio by `semitones`, keeping its length."""
+    if abs(semitones) < 1e-3 or len(audio) < 2:
+        return audio.astype(np.float32, copy=False)
+    ratio = 2.0 ** (semitones / 12.0)
+    stretched = time_stretch(audio, sample_rate, ratio)
+    return resample(stretched, len(audio)).astype(np.float32)
+
+
+def time_stretch(audio: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """WSOLA: make the audio `factor` times longer without changing its pitch."""
+    x = np.asarray(audio, dtype=np.float64)
+    target = max(1, round(len(x) * factor))
+    frame = max(64, int(sample_rate * _FRAME_SECONDS)) // 2 * 2
+    hop_out = frame // 2
+    hop_in = hop_out / factor
+    tolerance = max(1, int(sample_rate * _TOLERANCE_SECONDS))
+    window = np.hanning(frame)
+
+    padded = np.concatenate([np.zeros(frame + tolerance), x, np.zeros(4 * frame + 2 * tolerance)])
+    offset = frame + tolerance  # index in `padded` of x[0]
+    frames = target // hop_out + 2
+    out = np.zeros(frames * hop_out + frame)
+    norm = np.zeros_like(out)
+
+    previous = offset  # start of the previously copied input segment
+    for k in range(frames):
+        ideal = offset + round(k * hop_in) - hop_out
+        if k == 0:
+            start = ideal
+        else:
+            # The natural continuation of the last segment; pick the nearby segment most like it.
+            natural = padded[previous + hop_out : previous + hop_out + frame]
+            lo = max(0, ideal - tolerance)
+            region = padded[lo : ideal + tolerance + frame]
+            scores = np.correlate(region, natural, mode="valid")
+            start = lo + int(np.argmax(scores))
+        segment = padded[start : start + frame]
+        if len(segment) < frame:
+            break
+        position = k * hop_out
+        out[position : position + frame] += segment * window
+        norm[position : position + frame] += window
+        previous = start
+
+    norm[norm < 1e-6] = 1.0
+    stretched = out / norm
+    # Output frame k centres on input time k*hop_in; drop the half frame of lead-in.
+    return stretched[hop_out : hop_out + target]
+
+
+def resample(audio: np.ndarray, length: int) -> np.ndarray:
+    """Band-limited resampling to exactly `length` samples (FFT method)."""
+    n = len(audio)
+    if n == length or n == 0:
+        return np.asarray(audio, dtype=np.float64)
+    spectrum = np.fft.rfft(audio)
+    bins = length // 2 + 1
+    if bins <= len(spectrum):
+        spectrum = spectrum[:bins]
+    else:
+        spectrum = np.concatenate([spectrum, np.zeros(bins - len(spectrum), dtype=spectrum.dtype)])
+    return np.fft.irfft(spectrum, n=length) * (length / n)
+
+
+def apply_volume(audio: np.ndarray, volume: float) -> np.ndarray:
+    """Scale by `volume`; peaks above the knee are softly limited instead of clipped."""
+    y = np.asarray(audio, dtype=np.float32) * np.float32(volume)
+    magnitude = np.abs(y)
+    over = magnitude > _LIMIT_KNEE
+    if np.any(over):
+        room = 1.0 - _LIMIT_KNEE
+        limited = _LIMIT_KNEE + room * np.tanh((magnitude[over] - _LIMIT_KNEE) / room)
+        y[over] = np.sign(y[over]) * limited
+    return y
+
+
+def to_pcm16(audio: np.ndarray) -> bytes:
+    """Float audio in [-1, 1] to 16-bit little-endian PCM."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()

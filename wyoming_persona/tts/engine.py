@@ -1,0 +1,152 @@
+"""What a synthesize request means: persona or plain voice -> loaded Piper voice + settings; and Info."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
+
+from .. import __version__
+from ..personas.manager import PersonaManager
+from ..personas.model import Persona
+from ..wyoming_server import ClientError
+from .pool import VoicePool
+from .voices import VoiceCatalog, VoiceFile, VoiceNotFoundError
+from .worker import VoiceSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+PIPER_ATTRIBUTION = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
+PROGRAM_ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.com/wyoming-persona")
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """Piper's generator noise; None keeps each voice's own value. Tests use 0 for determinism."""
+
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resolved voice of one response."""
+
+    label: str
+    """Persona id or plain voice name, for logs."""
+    voice: VoiceFile
+    settings: VoiceSettings
+
+
+class TtsEngine:
+    """Shared by every connection: the voice catalog, the persona manager and the voice pool."""
+
+    def __init__(
+        self,
+        catalog: VoiceCatalog,
+        manager: PersonaManager,
+        pool: VoicePool,
+        noise: NoiseSettings = NoiseSettings(),
+    ) -> None:
+        self.catalog = catalog
+        self.manager = manager
+        self.pool = pool
+        self.noise = noise
+        self._warned: set[str] = set()
+
+    # -- requests -------------------------------------------------------------------------------
+    def resolve(self, name: str | None, speaker: str | None = None) -> Target:
+        """Persona id -> its voice settings; plain voice -> neutral; None -> the active persona."""
+        if not name:
+            return self._persona_target(self.manager.active())
+        persona = self.manager.personas.get(name)
+        if persona is not None:
+            return self._persona_target(persona)
+        voices = self.catalog.voices()
+        voice = voices.get(name)
+        if voice is None:
+            raise ClientError(
+                f"unknown voice {name!r}; available voices: {', '.join(self.available(voices))}",
+                "unknown-voice",
+            )
+        try:
+            speaker_id = voice.speaker_id(speaker)
+        except VoiceNotFoundError as err:
+            raise ClientError(str(err), "unknown-speaker") from None
+        return Target(voice.name, voice, self._settings(speaker_id=speaker_id))
+
+    def available(self, voices: dict[str, VoiceFile] | None = None) -> list[str]:
+        voices = self.catalog.voices() if voices is None else voices
+        return list(self.manager.personas) + [name for name in voices if name not in self.manager.personas]
+
+    def _persona_target(self, persona: Persona) -> Target:
+        spec = persona.voice
+        try:
+            voice = self.catalog.resolve(spec.model)
+            speaker_id = voice.speaker_id(spec.speaker)
+        except VoiceNotFoundError as err:
+            raise ClientError(f"persona {persona.id!r} cannot speak: {err}", "voice-missing") from None
+        settings = self._settings(
+            speaker_id=speaker_id, speed=spec.speed, pitch=spec.pitch, volume=spec.volume
+        )
+        return Target(persona.id, voice, settings)
+
+    def _settings(self, **values) -> VoiceSettings:
+        return VoiceSettings(
+            noise_scale=self.noise.noise_scale, noise_w_scale=self.noise.noise_w_scale, **values
+        )
+
+    # -- describe -------------------------------------------------------------------------------
+    def info(self) -> Info:
+        """Every persona as a voice, then every plain Piper voice; rebuilt on each describe."""
+        voices = self.catalog.voices()
+        advertised = []
+        personas = self.manager.personas
+        for persona in personas.values():
+            voice = voices.get(persona.voice.model)
+            if voice is None:
+                try:
+                    voice = self.catalog.resolve(persona.voice.model)
+                except VoiceNotFoundError as err:
+                    self._warn_once(persona.id, "Not advertising persona %r: %s", persona.id, err)
+                    continue
+            advertised.append(
+                TtsVoice(
+                    name=persona.id,
+                    description=f"{persona.name} ({voice.name})",
+                    attribution=PIPER_ATTRIBUTION,
+                    installed=True,
+                    version=None,
+                    languages=list(voice.languages),
+                )
+            )
+        for voice in voices.values():
+            if voice.name in personas:
+                continue
+            advertised.append(
+                TtsVoice(
+                    name=voice.name,
+                    description=f"{voice.name} (Piper voice)",
+                    attribution=PIPER_ATTRIBUTION,
+                    installed=True,
+                    version=None,
+                    languages=list(voice.languages),
+                    speakers=[TtsVoiceSpeaker(name=s) for s in voice.speakers] or None,
+                )
+            )
+        program = TtsProgram(
+            name="wyoming-persona-tts",
+            description="Piper text to speech in each persona's voice",
+            attribution=PROGRAM_ATTRIBUTION,
+            installed=True,
+            version=__version__,
+            voices=advertised,
+            supports_synthesize_streaming=True,
+        )
+        return Info(tts=[program])
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _LOGGER.warning(message, *args)

@@ -1,0 +1,120 @@
+"""Text to speakable pieces: sentence splitting (streamed or whole), long-sentence and first-clause cuts.
+
+A piece is what Piper synthesizes in one call. Sentences come from `sentence_stream`; a sentence longer
+than `max_piece_chars` is cut at clause punctuation, then at spaces, so no single Piper call grows
+without bound. The first sentence of a response may be cut once more, at its first clause, so audio
+starts sooner (see `first_clause`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sentence_stream import SentenceBoundaryDetector
+
+from ..speakable import is_speakable, make_speakable, strip_emoji
+
+DEFAULT_MAX_PIECE_CHARS = 300
+# A first sentence at least this long is split at its first clause boundary.
+FIRST_CLAUSE_MIN_SENTENCE = 40
+# The clause must have at least this many characters and leave this many for the rest.
+FIRST_CLAUSE_MIN_HEAD = 4
+FIRST_CLAUSE_MIN_TAIL = 15
+
+_CLAUSE_PUNCT = re.compile(r"[,;:](?=\s)|\s[-–—](?=\s)")
+_CONJUNCTION = re.compile(
+    r"\s(?=(?:and|but|or|so|because|which|while|although|though|when|where|if|then|with)\s)", re.IGNORECASE
+)
+_CONJUNCTION_MIN_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a response, as the pieces Piper will synthesize one call at a time."""
+
+    pieces: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.pieces)
+
+
+def first_clause(sentence: str) -> tuple[str, str] | None:
+    """Split a long sentence after its first clause, or None.
+
+    Piper's time to audio grows with the length of the sentence; a clause ending at punctuation (or
+    before a conjunction, given a comma so espeak keeps the continuing intonation) is a natural
+    phrase break, so speaking it first costs no audible damage.
+    """
+    if len(sentence) < FIRST_CLAUSE_MIN_SENTENCE:
+        return None
+    for match in _CLAUSE_PUNCT.finditer(sentence):
+        head, tail = sentence[: match.end()].strip(), sentence[match.end() :].strip()
+        if len(head) >= FIRST_CLAUSE_MIN_HEAD and len(tail) >= FIRST_CLAUSE_MIN_TAIL:
+            return head, tail
+        if len(tail) < FIRST_CLAUSE_MIN_TAIL:
+            break
+    for match in _CONJUNCTION.finditer(sentence):
+        head, tail = sentence[: match.start()].strip(), sentence[match.end() :].strip()
+        if len(head.split()) >= _CONJUNCTION_MIN_WORDS and len(tail) >= FIRST_CLAUSE_MIN_TAIL:
+            return head.rstrip(",") + ",", tail
+    return None
+
+
+def cut_long(sentence: str, max_chars: int = DEFAULT_MAX_PIECE_CHARS) -> list[str]:
+    """Cut a sentence longer than `max_chars` at clause punctuation, else at the last space."""
+    pieces = []
+    rest = sentence.strip()
+    while len(rest) > max_chars:
+        window = rest[: max_chars + 1]
+        cuts = [m.end() for m in _CLAUSE_PUNCT.finditer(window) if m.end() >= max_chars // 3]
+        cut = cuts[-1] if cuts else window.rfind(" ")
+        if cut <= 0:
+            cut = max_chars
+        pieces.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+@dataclass
+class SentenceSplitter:
+    """Turns text (whole, or streamed in chunks) into speakable sentences, in order."""
+
+    max_piece_chars: int = DEFAULT_MAX_PIECE_CHARS
+    split_first_clause: bool = True
+    _detector: SentenceBoundaryDetector = field(default_factory=SentenceBoundaryDetector)
+    _emitted: int = 0
+
+    def add(self, chunk: str) -> Iterator[Sentence]:
+        """Sentences completed by this chunk.
+
+        Emoji and asterisks go before boundary detection: "high. **Bold**" or "done. 😀 Next" would
+        otherwise hide the sentence break from the detector (it wants a capital after the space).
+        """
+        for raw in self._detector.add_chunk(strip_emoji(chunk).replace("*", "")):
+            yield from self._sentence(raw)
+
+    def finish(self) -> Iterator[Sentence]:
+        """Whatever text is left at the end of the stream."""
+        yield from self._sentence(self._detector.finish())
+
+    def split(self, text: str) -> Iterator[Sentence]:
+        """All sentences of a complete text (made speakable as a whole first)."""
+        yield from self.add(make_speakable(text))
+        yield from self.finish()
+
+    def _sentence(self, raw: str) -> Iterator[Sentence]:
+        text = make_speakable(raw)
+        if not is_speakable(text):
+            return
+        pieces = cut_long(text, self.max_piece_chars)
+        if self._emitted == 0 and self.split_first_clause:
+            clause = first_clause(pieces[0])
+            if clause is not None:
+                pieces[:1] = clause
+        self._emitted += 1
+        yield Sentence(tuple(pieces))
