@@ -116,7 +116,7 @@ def _report(args: argparse.Namespace, results: list[TurnResult]) -> None:
                 {
                     "transcript": last.transcript,
                     "reply": last.reply,
-                    "conversation_id": last.context.get("conversation_id"),
+                    "context": last.context,
                     "streaming": not args.no_stream,
                     "turns": len(results),
                     "latency_s": asdict(medians),
