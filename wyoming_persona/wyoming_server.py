@@ -226,6 +226,10 @@ class ServiceServer:
             self._tasks.add(task)
         try:
             await self.handler_factory(reader, writer).run()
+        except asyncio.CancelledError:
+            # close() cancelled this connection. Ending normally matters: Python 3.11's stream callback
+            # calls task.exception() on a cancelled task and logs a spurious "Exception in callback".
+            pass
         finally:
             if task is not None:
                 self._tasks.discard(task)

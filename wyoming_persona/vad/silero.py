@@ -1,0 +1,90 @@
+"""Silero VAD v6 (the ONNX file faster-whisper ships) run with onnxruntime, one stream at a time.
+
+The model takes `input[N, 576]`: N consecutive 512-sample windows of 16 kHz audio, each prefixed with the
+last 64 samples of the window before it, and carries an LSTM state (`h`, `c`) across calls. The session
+is loaded once and shared (onnxruntime sessions are safe to run from several threads); each stream gets
+its own cheap `SileroDetector` holding the state, the context and any partial window.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import numpy as np
+
+WINDOW_SAMPLES = 512
+CONTEXT_SAMPLES = 64
+WINDOW_MS = WINDOW_SAMPLES * 1000 / 16000
+_STATE_SHAPE = (1, 1, 128)
+
+
+def default_model_path() -> Path:
+    """The Silero model inside the installed faster-whisper package."""
+    return Path(str(importlib.resources.files("faster_whisper") / "assets" / "silero_vad_v6.onnx"))
+
+
+class SileroModel:
+    """The shared onnxruntime session."""
+
+    def __init__(self, path: Path | None = None, threads: int = 1) -> None:
+        import onnxruntime
+
+        self.path = path or default_model_path()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"Silero VAD model not found: {self.path}")
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 4
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), providers=["CPUExecutionProvider"], sess_options=options
+        )
+
+    def detector(self) -> SileroDetector:
+        return SileroDetector(self)
+
+    def run(
+        self, windows: np.ndarray, h: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probs, h, c = self.session.run(None, {"input": windows, "h": h, "c": c})
+        return np.asarray(probs, dtype=np.float32).reshape(-1), h, c
+
+
+class SileroDetector:
+    """Speech probability per 32 ms window of one 16 kHz mono stream."""
+
+    def __init__(self, model: SileroModel) -> None:
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Probabilities for every complete window; a trailing partial window waits for more audio."""
+        audio = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        count = len(audio) // WINDOW_SAMPLES
+        self._pending = audio[count * WINDOW_SAMPLES :]
+        if count == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows = audio[: count * WINDOW_SAMPLES].reshape(count, WINDOW_SAMPLES)
+        contexts = np.empty((count, CONTEXT_SAMPLES), dtype=np.float32)
+        contexts[0] = self._context
+        contexts[1:] = windows[:-1, -CONTEXT_SAMPLES:]
+        self._context = windows[-1, -CONTEXT_SAMPLES:].copy()
+        probs, self._h, self._c = self.model.run(
+            np.concatenate([contexts, windows], axis=1), self._h, self._c
+        )
+        return probs
+
+    def flush(self) -> np.ndarray:
+        """The probability of the trailing partial window (zero padded), if any."""
+        if not len(self._pending):
+            return np.zeros(0, dtype=np.float32)
+        padding = np.zeros(WINDOW_SAMPLES - len(self._pending), dtype=np.float32)
+        return self.process(padding)
