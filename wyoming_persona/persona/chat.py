@@ -88,7 +88,7 @@ class PersonaChat:
         names = [p.name for p in self.manager.personas.values()]
         choices = spoken_list(names)
         if command.kind is CommandKind.UNKNOWN_PERSONA:
-            text = f"I don't know {command.spoken_name}. You can talk to {choices}."
+            text = f"I don't know {(command.spoken_name or '').title()}. You can talk to {choices}."
         else:
             text = f"You can talk to {choices}. Right now you are talking to {persona.name}."
         return Reply(speakable_piece(text), persona.id, ReplySource.COMMAND)
