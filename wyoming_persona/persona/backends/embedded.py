@@ -118,7 +118,9 @@ class LlamaCppChatBackend:
             return
         chunks: Iterator[dict] | None = None
         try:
-            chunks = self._llama.create_chat_completion(**self._arguments(request))
+            arguments = self._arguments(request)
+            arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"])
+            chunks = self._llama.create_chat_completion(**arguments)
             for chunk in chunks:
                 if cancel.is_set():
                     _LOGGER.debug("Generation cancelled")
@@ -135,6 +137,21 @@ class LlamaCppChatBackend:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+    def _fit_context(self, messages: list[dict], max_tokens: int) -> list[dict]:
+        """Drop the oldest exchanges (never the system prompt or the question) until the reply fits."""
+        budget = self.settings.n_ctx - max_tokens
+        messages = list(messages)
+        while len(messages) > 3 and self._count_tokens(messages) > budget:
+            del messages[1:3]
+        return messages
+
+    def _count_tokens(self, messages: list[dict]) -> int:
+        """Content tokens plus a small allowance per message for the chat template's markers."""
+        count = 0
+        for message in messages:
+            count += len(self._llama.tokenize(message["content"].encode(), add_bos=False)) + 8
+        return count
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         settings = self.settings
