@@ -19,8 +19,12 @@ def test_first_clause_at_punctuation_and_conjunction() -> None:
         "I've turned on the kitchen lights,",
         "and set the thermostat to twenty.",
     )
+    assert first_clause("It is half past four in the afternoon.") == (
+        "It is half past four,",
+        "in the afternoon.",
+    )
     assert first_clause("Short one, really.") is None
-    assert first_clause("A sentence without any clause boundary that goes on for a while.") is None
+    assert first_clause("A sentence without any clause boundary that just goes on.") is None
 
 
 def test_only_the_first_sentence_is_cut_and_nothing_is_lost() -> None:

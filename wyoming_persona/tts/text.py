@@ -18,7 +18,7 @@ from ..speakable import is_speakable, make_speakable, strip_emoji
 
 DEFAULT_MAX_PIECE_CHARS = 300
 # A first sentence at least this long is split at its first clause boundary.
-FIRST_CLAUSE_MIN_SENTENCE = 40
+FIRST_CLAUSE_MIN_SENTENCE = 30
 # The clause must have at least this many characters and leave this many for the rest.
 FIRST_CLAUSE_MIN_HEAD = 4
 FIRST_CLAUSE_MIN_TAIL = 15
@@ -27,7 +27,11 @@ _CLAUSE_PUNCT = re.compile(r"[,;:](?=\s)|\s[-–—](?=\s)")
 _CONJUNCTION = re.compile(
     r"\s(?=(?:and|but|or|so|because|which|while|although|though|when|where|if|then|with)\s)", re.IGNORECASE
 )
-_CONJUNCTION_MIN_WORDS = 3
+_PREPOSITION = re.compile(
+    r"\s(?=(?:in|on|at|for|from|about|after|before|until|since|during)\s)", re.IGNORECASE
+)
+_PHRASE_MIN_WORDS = 3
+_PHRASE_MIN_TAIL_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,10 @@ class Sentence:
 def first_clause(sentence: str) -> tuple[str, str] | None:
     """Split a long sentence after its first clause, or None.
 
-    Piper's time to audio grows with the length of the sentence; a clause ending at punctuation (or
-    before a conjunction, given a comma so espeak keeps the continuing intonation) is a natural
-    phrase break, so speaking it first costs no audible damage.
+    Piper's time to audio grows with the length of the sentence. A clause ending at punctuation, or
+    else a phrase ending before a conjunction or a preposition (given a comma, so espeak uses its
+    continuing intonation and a short pause), is a natural phrase break: speaking it first sounds
+    like a speaker pausing at a comma, not like a cut.
     """
     if len(sentence) < FIRST_CLAUSE_MIN_SENTENCE:
         return None
@@ -56,10 +61,11 @@ def first_clause(sentence: str) -> tuple[str, str] | None:
             return head, tail
         if len(tail) < FIRST_CLAUSE_MIN_TAIL:
             break
-    for match in _CONJUNCTION.finditer(sentence):
-        head, tail = sentence[: match.start()].strip(), sentence[match.end() :].strip()
-        if len(head.split()) >= _CONJUNCTION_MIN_WORDS and len(tail) >= FIRST_CLAUSE_MIN_TAIL:
-            return head.rstrip(",") + ",", tail
+    for pattern in (_CONJUNCTION, _PREPOSITION):
+        for match in pattern.finditer(sentence):
+            head, tail = sentence[: match.start()].strip(), sentence[match.end() :].strip()
+            if len(head.split()) >= _PHRASE_MIN_WORDS and len(tail.split()) >= _PHRASE_MIN_TAIL_WORDS:
+                return head.rstrip(",") + ",", tail
     return None
 
 
