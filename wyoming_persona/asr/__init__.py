@@ -1,0 +1,1 @@
+"""faster-whisper speech-to-text server with Silero trimming and speculative early decoding."""

@@ -1,0 +1,130 @@
+"""`wyoming-persona asr`: the faster-whisper Wyoming server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+from ..options import add_server_arguments
+from ..wyoming_server import FrameLimits, serve
+from .models import DEFAULT_CACHE_DIR, DEFAULT_MODEL, KNOWN_MODELS
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_arguments(parser, "asr")
+    group = parser.add_argument_group("speech to text")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"{' or '.join(KNOWN_MODELS)} (from the PyPI model packages) or a faster-whisper model "
+        "directory (default: %(default)s)",
+    )
+    group.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help="where the split 'base' model is reassembled once (default: %(default)s)",
+    )
+    group.add_argument("--language", default="en", help="language when the client names none (default: en)")
+    group.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    group.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
+    group.add_argument(
+        "--threads", type=int, default=min(4, os.cpu_count() or 1), help="CPU threads for Whisper"
+    )
+    group.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
+    group.add_argument(
+        "--max-seconds", type=float, default=30.0, help="longest utterance accepted (default: %(default)s)"
+    )
+    group.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=FrameLimits().max_payload_bytes,
+        help="largest audio payload accepted in one frame (default: %(default)s)",
+    )
+    vad = parser.add_argument_group("voice activity detection (trimming and early decode)")
+    vad.add_argument("--vad-threshold", type=float, default=0.5, help="speech probability threshold")
+    vad.add_argument(
+        "--min-speech-ms", type=int, default=100, help="speech shorter than this is ignored (ms)"
+    )
+    vad.add_argument(
+        "--early-silence-ms",
+        type=int,
+        default=200,
+        help="silence after speech that starts a speculative decode (ms, default: %(default)s)",
+    )
+    vad.add_argument("--pad-ms", type=int, default=300, help="audio kept around the speech (ms)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..vad.segmenter import VadSettings
+    from .handler import AsrSettings, normalize_language
+    from .models import ModelNotFoundError, resolve_model
+    from .transcriber import WhisperSettings
+
+    try:
+        vad = VadSettings(
+            threshold=args.vad_threshold,
+            min_speech_ms=args.min_speech_ms,
+            min_silence_ms=args.early_silence_ms,
+        )
+        model_path = resolve_model(args.model, args.cache_dir)
+    except (ValueError, ModelNotFoundError) as err:
+        _LOGGER.error("%s", err)
+        return 2
+    whisper = WhisperSettings(
+        model_path=model_path,
+        model_name=args.model if args.model in KNOWN_MODELS else model_path.name,
+        device=args.device,
+        compute_type=args.compute_type,
+        cpu_threads=args.threads,
+        beam_size=args.beam_size,
+    )
+    settings = AsrSettings(
+        language=normalize_language(args.language),
+        vad=vad,
+        pad_ms=args.pad_ms,
+        max_seconds=args.max_seconds,
+    )
+    limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
+    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits))
+    return 0
+
+
+async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
+    from ..vad.silero import SileroModel
+    from .handler import AsrEventHandler
+    from .info import asr_info
+    from .transcriber import WhisperTranscriber
+
+    vad_model = await asyncio.to_thread(SileroModel)
+    transcriber = await asyncio.to_thread(WhisperTranscriber, whisper)
+    _LOGGER.info(
+        "Whisper %s from %s loaded in %.2f s (%s, %s, %d threads, beam %d); language %s",
+        whisper.model_name,
+        whisper.model_path,
+        transcriber.load_seconds,
+        whisper.device,
+        whisper.compute_type,
+        whisper.cpu_threads,
+        whisper.beam_size,
+        settings.language or "auto",
+    )
+    info = asr_info(transcriber)
+    factory = partial(
+        AsrEventHandler,
+        info=lambda: info,
+        limits=limits,
+        transcriber=transcriber,
+        vad_model=vad_model,
+        settings=settings,
+    )
+    try:
+        await serve(uri, factory, zeroconf)
+    finally:
+        transcriber.close()

@@ -1,0 +1,247 @@
+"""The ASR server's per-connection handler: transcribe + audio in, (streamed) transcript out.
+
+Speculative early decode: the VAD runs on every chunk. When it sees the end of speech (a short silence,
+`early_silence_ms`) the trimmed speech is queued for transcription at once; if speech resumes, that job
+is dropped. At audio-stop, if nothing was said since, the transcript is usually ready already. The
+client's own end-of-speech wait (Home Assistant waits ~0.7 s of silence before audio-stop) becomes
+decoding time. Silence-only audio never reaches Whisper: the transcript is empty.
+
+Answers: transcript-start, transcript-chunk per segment, the plain transcript (what Home Assistant
+reads), transcript-stop. Transcripts are only sent after audio-stop: Home Assistant takes the first
+transcript it sees, even one sent before its audio-stop, so a speculative result must not leak early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.event import Event
+from wyoming.info import Info
+
+from ..audio import RATE, AudioChunk, AudioStart, AudioStop
+from ..vad.segmenter import VadEventKind, VadSettings
+from ..vad.silero import SileroModel
+from ..vad.stream import AudioInput
+from ..wyoming_server import ClientError, FrameLimits, WyomingService
+from .transcriber import Cancelled, TranscriptResult, WhisperTranscriber
+from .utterance import Utterance
+
+
+@dataclass(frozen=True, slots=True)
+class AsrSettings:
+    language: str | None = "en"
+    vad: VadSettings = field(default_factory=lambda: VadSettings(min_speech_ms=100, min_silence_ms=200))
+    pad_ms: int = 300
+    max_seconds: float = 30.0
+
+
+def normalize_language(language: str | None) -> str | None:
+    """'en-US' / 'en_us' -> 'en'; Whisper knows languages, not regions."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-", 1)[0].lower()
+
+
+class _Job:
+    """A queued or running transcription of the speech between `bounds`."""
+
+    def __init__(self, transcriber: WhisperTranscriber, utterance: Utterance, language: str | None) -> None:
+        bounds = utterance.bounds
+        assert bounds is not None  # only built for ended speech
+        self.bounds = bounds
+        self.cancel = threading.Event()
+        self.queued_at = time.monotonic()
+        self.task = asyncio.create_task(
+            transcriber.transcribe(utterance.speech_audio(), language, self.cancel)
+        )
+        self.task.add_done_callback(_consume)
+
+    def drop(self) -> None:
+        self.cancel.set()
+        self.task.cancel()
+
+
+def _consume(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class AsrEventHandler(WyomingService):
+    """One connection; any number of transcribe/audio rounds."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: Callable[[], Info],
+        limits: FrameLimits,
+        *,
+        transcriber: WhisperTranscriber,
+        vad_model: SileroModel,
+        settings: AsrSettings,
+    ) -> None:
+        super().__init__(reader, writer, info, limits)
+        self.transcriber = transcriber
+        self.vad_model = vad_model
+        self.settings = settings
+        self.language = settings.language
+        self.audio = AudioInput()
+        self.utterance: Utterance | None = None
+        self.job: _Job | None = None
+        self._answering: asyncio.Task | None = None
+        self._jobs: set[_Job] = set()  # every unfinished job of this connection, dropped on hang-up
+
+    async def handle_event(self, event: Event) -> bool:
+        if AudioChunk.is_type(event.type):
+            await self._on_chunk(event)
+            return True
+        if Transcribe.is_type(event.type):
+            self._on_transcribe(Transcribe.from_event(event))
+            return True
+        if AudioStart.is_type(event.type):
+            self._drop()
+            self.audio.start(event)
+            self.utterance = Utterance(self.vad_model, self.settings.vad, self.settings.pad_ms)
+            return True
+        if AudioStop.is_type(event.type):
+            await self._on_stop()
+            return True
+        raise self.unexpected(event)
+
+    async def disconnect(self) -> None:
+        self._drop()
+        for job in list(self._jobs):
+            job.drop()
+        if self._answering is not None and not self._answering.done():
+            self._answering.cancel()
+            await asyncio.wait([self._answering])
+
+    def _on_transcribe(self, request: Transcribe) -> None:
+        language = normalize_language(request.language) or self.settings.language
+        known = self.transcriber.languages()
+        if language is not None and language not in known:
+            raise ClientError(
+                f"language {request.language!r} is not supported by Whisper "
+                f"{self.transcriber.settings.model_name} (supported: {', '.join(known)})",
+                "unsupported-language",
+            )
+        self.language = language
+
+    async def _on_chunk(self, event: Event) -> None:
+        pcm = self.audio.chunk(event)
+        utterance = self.utterance
+        if not pcm or utterance is None:
+            return
+        if self.audio.seconds > self.settings.max_seconds:
+            self._drop()
+            self.audio.fail()
+            raise ClientError(
+                f"utterance longer than the {self.settings.max_seconds:g} s limit; audio dropped", "too-long"
+            )
+        events = await asyncio.to_thread(utterance.feed, pcm)
+        if self.job is not None and any(e.kind is VadEventKind.STARTED for e in events):
+            self.log.debug("Connection %s: speech resumed, dropping early decode", self.connection_id)
+            self.job.drop()
+            self.job = None
+        bounds = utterance.bounds
+        if bounds is not None and (self.job is None or self.job.bounds != bounds):
+            if self.job is not None:
+                self.job.drop()
+            self.log.debug(
+                "Connection %s: speech ended at %d ms, decoding early",
+                self.connection_id,
+                bounds[1] * 1000 // RATE,
+            )
+            self.job = self._start_job(utterance, self.language)
+
+    async def _on_stop(self) -> None:
+        if self.audio.dropping:
+            self.audio.stop()
+            return
+        utterance = self.utterance
+        if not self.audio.stop() or utterance is None:
+            raise ClientError("audio-stop without audio-start", "no-audio-start")
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(utterance.finish)
+        job, self.job, self.utterance = self.job, None, None
+        # Answer from a task so the connection keeps being read: a hang-up cancels the work at once.
+        self._answering = asyncio.create_task(
+            self._answer(utterance, job, self.language, stopped_at, self._answering)
+        )
+
+    async def _answer(
+        self,
+        utterance: Utterance,
+        job: _Job | None,
+        language: str | None,
+        stopped_at: float,
+        previous: asyncio.Task | None,
+    ) -> None:
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            result, how = await self._result(utterance, job, language)
+            self.log.info(
+                "Connection %s: %.2f s of audio, %s, transcript %.0f ms after audio-stop",
+                self.connection_id,
+                utterance.samples / RATE,
+                how,
+                (time.monotonic() - stopped_at) * 1000,
+            )
+            self.log.debug("Connection %s: transcript %r", self.connection_id, result.text)
+            await self._send(result, language)
+        except ConnectionError:
+            self.log.debug("Connection %s: client went away before its transcript", self.connection_id)
+        except Exception as err:  # a background task: its own boundary, reported like the main one
+            self.log.exception("Connection %s: transcription failed", self.connection_id)
+            await self.send_error(f"transcription failed: {err}", "internal")
+
+    async def _result(
+        self, utterance: Utterance, job: _Job | None, language: str | None
+    ) -> tuple[TranscriptResult, str]:
+        bounds = utterance.bounds
+        if bounds is None:
+            if job is not None:
+                job.drop()
+            return TranscriptResult((), language, 0.0), "no speech"
+        if job is not None and job.bounds == bounds:
+            with contextlib.suppress(Cancelled):
+                return await self._await(job), "early decode"
+        elif job is not None:
+            job.drop()
+        return await self._await(self._start_job(utterance, language)), "decoded at audio-stop"
+
+    def _start_job(self, utterance: Utterance, language: str | None) -> _Job:
+        job = _Job(self.transcriber, utterance, language)
+        self._jobs.add(job)
+        job.task.add_done_callback(lambda _: self._jobs.discard(job))
+        return job
+
+    @staticmethod
+    async def _await(job: _Job) -> TranscriptResult:
+        try:
+            return await job.task
+        except asyncio.CancelledError:
+            job.drop()
+            raise
+
+    async def _send(self, result: TranscriptResult, language: str | None) -> None:
+        language = result.language or language
+        await self.write_event(TranscriptStart(language=language).event())
+        parts = [segment.strip() for segment in result.segments if segment.strip()]
+        for index, part in enumerate(parts):
+            await self.write_event(TranscriptChunk(text=part if index == 0 else f" {part}").event())
+        await self.write_event(Transcript(text=result.text, language=language).event())
+        await self.write_event(TranscriptStop().event())
+
+    def _drop(self) -> None:
+        if self.job is not None:
+            self.job.drop()
+            self.job = None
+        self.utterance = None

@@ -1,0 +1,75 @@
+"""One utterance being received: its 16 kHz audio, where the speech is, and what to transcribe.
+
+The VAD runs as audio arrives. `speech_start` is the first confirmed speech, `speech_end` the start of
+the silence that ended the latest speech (None while speech goes on). The audio handed to Whisper is
+trimmed to the speech plus `pad_ms` either side; short lead-in is filled with zeros because Whisper
+drops a first word that starts right at sample 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..audio import RATE, pcm_to_float
+from ..vad.segmenter import VadEvent, VadEventKind, VadSettings, VoiceActivityDetector
+from ..vad.silero import SileroModel
+
+
+class Utterance:
+    """Audio and speech bounds of one audio-start..audio-stop stream (blocking methods: run in a thread)."""
+
+    def __init__(self, model: SileroModel, vad: VadSettings, pad_ms: int) -> None:
+        self.vad = VoiceActivityDetector(model, vad)
+        self.pad = pad_ms * RATE // 1000
+        self.pcm = bytearray()
+        self.speech_start: int | None = None
+        self.speech_end: int | None = None
+
+    @property
+    def samples(self) -> int:
+        return len(self.pcm) // 2
+
+    @property
+    def has_speech(self) -> bool:
+        return self.speech_start is not None
+
+    @property
+    def speech_ended(self) -> bool:
+        """Speech was heard and the latest speech has ended."""
+        return self.speech_start is not None and self.speech_end is not None
+
+    @property
+    def bounds(self) -> tuple[int, int] | None:
+        """(start, end) samples of the speech, if it has ended."""
+        if self.speech_start is None or self.speech_end is None:
+            return None
+        return self.speech_start, self.speech_end
+
+    def feed(self, pcm: bytes) -> list[VadEvent]:
+        self.pcm += pcm
+        return self._track(self.vad.process(pcm_to_float(pcm)))
+
+    def finish(self) -> list[VadEvent]:
+        return self._track(self.vad.finish())
+
+    def _track(self, events: list[VadEvent]) -> list[VadEvent]:
+        for event in events:
+            if event.kind is VadEventKind.STARTED:
+                if self.speech_start is None:
+                    self.speech_start = event.sample
+                self.speech_end = None
+            else:
+                self.speech_end = event.sample
+        return events
+
+    def speech_audio(self) -> np.ndarray:
+        """Float audio of the speech with padding (call once the speech has ended)."""
+        if self.speech_start is None or self.speech_end is None:
+            raise ValueError("no ended speech in this utterance")
+        start = max(0, self.speech_start - self.pad)
+        end = min(self.samples, self.speech_end + self.pad)
+        audio = pcm_to_float(bytes(self.pcm[start * 2 : end * 2]))
+        lead = self.pad - (self.speech_start - start)
+        if lead > 0:
+            audio = np.concatenate([np.zeros(lead, dtype=np.float32), audio])
+        return audio
