@@ -96,3 +96,57 @@ async def silent_service() -> AsyncIterator[str]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+# -- a real Mosquitto broker --------------------------------------------------------------------
+class Mosquitto:
+    """A private mosquitto on a free loopback port; `kill()` and `start()` again keep the port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+        )
+        self.log = workdir / "mosquitto.log"
+        self.process: asyncio.subprocess.Process | None = None
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.binary).exists():
+            pytest.fail("mosquitto is not installed: run scripts/ensure-mosquitto.sh")
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary, "-c", str(self.conf), stdout=log, stderr=log
+            )
+        async with asyncio.timeout(15):
+            while True:
+                if self.process.returncode is not None:
+                    pytest.fail(f"mosquitto exited: {self.log.read_text()}")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            async with asyncio.timeout(15):
+                await self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    broker = Mosquitto(tmp_path)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.kill()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -128,7 +127,7 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     from aiohttp import web
 
     from .app import METRICS, make_app
-    from .mqtt import PersonaSelect
+    from .mqtt import PersonaSelect, cancel_and_wait
 
     app = make_app(manager, settings)
     runner = web.AppRunner(app, access_log=None)
@@ -154,9 +153,8 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     _LOGGER.info("Ready")
     try:
         await stop.wait()
+        _LOGGER.info("Stopping")
     finally:
         if bridge_task is not None:
-            bridge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bridge_task
+            await cancel_and_wait([bridge_task])
         await runner.cleanup()

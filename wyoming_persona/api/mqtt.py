@@ -127,9 +127,7 @@ class PersonaSelect:
             await self.close(client)
             raise
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     # -- publishing ----------------------------------------------------------------------------
     async def _publish_all(self, client: aiomqtt.Client) -> None:
@@ -183,6 +181,21 @@ class PersonaSelect:
         if self.metrics is not None and persona.id != previous:
             self.metrics.switches.inc((("source", "mqtt"),))
         await self._publish_state(client, persona, personas)
+
+
+async def cancel_and_wait(tasks: set[asyncio.Task] | list[asyncio.Task], every: float = 1.0) -> None:
+    """Cancel tasks and wait until they are done, cancelling again while they are not.
+
+    aiomqtt waits for acknowledgements with `asyncio.wait_for`, which on Python 3.11 can swallow a
+    cancellation that arrives just as the acknowledgement does; a single cancel() can then be lost.
+    """
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=every)
+        for task in pending:
+            task.cancel()
 
 
 def _text(payload: Any) -> str:
