@@ -45,8 +45,25 @@ def test_streamed_chunks_give_the_same_sentences() -> None:
     for i in range(0, len(text), 7):
         streamed += [s.text for s in splitter.add(text[i : i + 7])]
     streamed += [s.text for s in splitter.finish()]
-    assert streamed == whole
+    assert streamed[0] == "Ahoy there,"  # streamed, the first clause goes out on its own
+    assert " ".join(streamed) == " ".join(whole)
     assert "*" not in " ".join(whole) and "😀" not in " ".join(whole) and "https" not in " ".join(whole)
+
+
+def test_streamed_first_clause_goes_out_before_the_sentence_ends() -> None:
+    splitter = SentenceSplitter()
+    assert list(splitter.add("Sure,")) == []  # the comma may end the text: wait
+    assert [s.pieces for s in splitter.add(" I have")] == [("Sure,",)]
+    assert list(splitter.add(" turned the lights on, and")) == []  # only the first clause is early
+    assert [s.text for s in splitter.add(" more. Next")] == ["I have turned the lights on, and more."]
+    assert [s.text for s in splitter.finish()] == ["Next"]
+
+    no_clause = SentenceSplitter()
+    assert [s.text for s in no_clause.add("Hi there. Bye")] == ["Hi there."]
+    assert [s.text for s in no_clause.finish()] == ["Bye"]
+
+    off = SentenceSplitter(split_first_clause=False)
+    assert list(off.add("Sure, I have")) == []
 
 
 def test_unspeakable_sentences_are_dropped() -> None:

@@ -69,6 +69,19 @@ def first_clause(sentence: str) -> tuple[str, str] | None:
     return None
 
 
+def _early_clause(pending: str) -> tuple[str, str] | None:
+    """The first clause of an incomplete streamed sentence, once text after the clause has begun."""
+    for match in _CLAUSE_PUNCT.finditer(pending):
+        head, tail = pending[: match.end()], pending[match.end() :]
+        clause = make_speakable(head)
+        if len(head.strip()) >= FIRST_CLAUSE_MIN_HEAD and is_speakable(clause):
+            if not re.search(r"\w", tail):
+                return None  # wait: the text after the comma decides nothing yet
+            mark = head.strip()[-1]
+            return (clause if clause.endswith(mark) else clause + mark), tail
+    return None
+
+
 def cut_long(sentence: str, max_chars: int = DEFAULT_MAX_PIECE_CHARS) -> list[str]:
     """Cut a sentence longer than `max_chars` at clause punctuation, else at the last space."""
     pieces = []
@@ -94,23 +107,42 @@ class SentenceSplitter:
     split_first_clause: bool = True
     _detector: SentenceBoundaryDetector = field(default_factory=SentenceBoundaryDetector)
     _emitted: int = 0
+    _head: str | None = ""
+    """Streamed text of the first sentence, held until its first clause is known; None once decided."""
 
-    def add(self, chunk: str) -> Iterator[Sentence]:
+    def add(self, chunk: str, *, early: bool = True) -> Iterator[Sentence]:
         """Sentences completed by this chunk.
 
-        Emoji and asterisks go before boundary detection: "high. **Bold**" or "done. 😀 Next" would
-        otherwise hide the sentence break from the detector (it wants a capital after the space).
+        Streaming (`early`), the first clause of the first sentence goes out as soon as the text
+        after its comma starts, before the sentence is complete. Emoji and asterisks go before
+        boundary detection: "high. **Bold**" or "done. 😀 Next" would otherwise hide the sentence
+        break from the detector (it wants a capital after the space).
         """
-        for raw in self._detector.add_chunk(strip_emoji(chunk).replace("*", "")):
+        chunk = strip_emoji(chunk).replace("*", "")
+        if self._head is not None and early and self.split_first_clause and self._emitted == 0:
+            self._head += chunk
+            split = _early_clause(self._head)
+            if split is None and not any(SentenceBoundaryDetector().add_chunk(self._head)):
+                return  # neither a clause nor a sentence yet: keep waiting
+            chunk, self._head = self._head, None
+            if split is not None:
+                clause, chunk = split
+                self._emitted += 1
+                yield Sentence((clause,))
+        for raw in self._detector.add_chunk(chunk):
             yield from self._sentence(raw)
 
     def finish(self) -> Iterator[Sentence]:
         """Whatever text is left at the end of the stream."""
+        if self._head:
+            yield from self.add(self._head, early=False)
+        self._head = None
         yield from self._sentence(self._detector.finish())
 
     def split(self, text: str) -> Iterator[Sentence]:
         """All sentences of a complete text (made speakable as a whole first)."""
-        yield from self.add(make_speakable(text))
+        self._head = None
+        yield from self.add(make_speakable(text), early=False)
         yield from self.finish()
 
     def _sentence(self, raw: str) -> Iterator[Sentence]:
