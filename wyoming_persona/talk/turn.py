@@ -108,10 +108,11 @@ async def transcribe(
             while not Transcript.is_type((event := await _next(client, endpoints.timeout, "asr")).type):
                 pass
             heard = time.perf_counter()
-            stopped = await sender
+            # A server that finds the end of speech itself may answer before audio-stop; a live
+            # microphone would stop streaming then, so only the as-fast-as-possible mode waits.
+            end_of_speech = start + eos_offset if realtime else await sender
         finally:
             sender.cancel()
-    end_of_speech = start + eos_offset if realtime else stopped
     return Transcript.from_event(event).text, end_of_speech, heard
 
 
