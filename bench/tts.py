@@ -37,6 +37,7 @@ TTS_REF_VERSION = "wyoming-piper==2.5.2"
 TTS_VOICE = "en_US-joe-medium"
 TTS_VOICE_COPY = "en_US-joecopy-medium"
 TTS_TIMEOUT = 120
+TTS_WORD_SECONDS = 0.05
 TTS_NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
 
 TTS_TEXTS = (
@@ -60,6 +61,7 @@ class TtsServer:
     log: Path
     ttfa: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    stream_ttfa: list[float] = field(default_factory=list)
     switch_ttfa: list[float] = field(default_factory=list)
     same_ttfa: list[float] = field(default_factory=list)
 
@@ -134,6 +136,37 @@ async def tts_request(server: TtsServer, text: str, voice: str) -> tuple[float, 
     return first or total, total
 
 
+async def tts_stream_request(server: TtsServer, text: str, voice: str, word_seconds: float) -> float:
+    """Streamed like an LLM reply (one word per chunk): time from the first chunk to the first audio."""
+    host, port = server.uri.split(":")
+    async with asyncio.timeout(TTS_TIMEOUT):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        await async_write_event(Event("synthesize-start", {"voice": {"name": voice}}), writer)
+        first: list[float] = []
+        started = time.perf_counter()
+
+        async def feed() -> None:
+            for index, word in enumerate(text.split(" ")):
+                chunk = word if index == 0 else " " + word
+                await async_write_event(Event("synthesize-chunk", {"text": chunk}), writer)
+                await asyncio.sleep(word_seconds)
+            await async_write_event(Event("synthesize", {"text": text, "voice": {"name": voice}}), writer)
+            await async_write_event(Event("synthesize-stop"), writer)
+
+        feeder = asyncio.create_task(feed())
+        while True:
+            event = await async_read_event(reader)
+            if event is None or event.type == "error":
+                raise RuntimeError(f"{server.name}: {event.data if event else 'closed'}")
+            if event.type == "audio-chunk" and not first:
+                first.append(time.perf_counter() - started)
+            if event.type == "synthesize-stopped":
+                break
+        await feeder
+        writer.close()
+    return first[0]
+
+
 def tts_loads(server: TtsServer, pattern: str) -> int:
     return len(re.findall(pattern, server.log.read_text(errors="replace")))
 
@@ -192,6 +225,13 @@ async def tts_bench(rounds: int) -> dict:
                         ttfa, total = await tts_request(server, text, TTS_VOICE)
                         server.ttfa.append(ttfa)
                         server.total.append(total)
+            # Streamed text, one word every TTS_WORD_SECONDS (an LLM at about 20 words a second).
+            for _ in range(rounds):
+                for text in TTS_TEXTS:
+                    for server in servers:
+                        server.stream_ttfa.append(
+                            await tts_stream_request(server, text, TTS_VOICE, TTS_WORD_SECONDS)
+                        )
             # Switching: the reference between two voice names (joe and a copy), ours between two personas.
             voices = {ref.name: (TTS_VOICE, TTS_VOICE_COPY), ours.name: ("assistant", "pirate")}
             ours_loads_before = tts_loads(ours, r"Loaded voice")
@@ -229,6 +269,10 @@ async def tts_bench(rounds: int) -> dict:
         "texts": len(TTS_TEXTS),
         "ttfa_ms": {s.name: median_ms(s.ttfa) for s in servers},
         "total_ms": {s.name: median_ms(s.total) for s in servers},
+        "stream_ttfa_ms": {s.name: median_ms(s.stream_ttfa) for s in servers},
+        "stream_ttfa_ratio": round(
+            statistics.median(ours.stream_ttfa) / statistics.median(ref.stream_ttfa), 2
+        ),
         "ttfa_ratio": round(statistics.median(ours.ttfa) / statistics.median(ref.ttfa), 2),
         "total_ratio": round(statistics.median(ours.total) / statistics.median(ref.total), 2),
         "switch": {
@@ -250,10 +294,15 @@ def tts_print(result: dict) -> None:
         f"TTS bench on {machine()}: {result['texts']} texts x {result['rounds']} rounds, alternating servers"
     )
     print(f"{'':18}{'wyoming-piper':>16}{'wyoming-persona':>18}{'ratio':>8}")
-    for key, label in (("ttfa_ms", "first audio (ms)"), ("total_ms", "total (ms)")):
-        ratio = result["ttfa_ratio"] if key == "ttfa_ms" else result["total_ratio"]
+    rows = (
+        ("ttfa_ms", "ttfa_ratio", "first audio (ms)"),
+        ("total_ms", "total_ratio", "total (ms)"),
+        ("stream_ttfa_ms", "stream_ttfa_ratio", "streamed, first"),
+    )
+    for key, ratio_key, label in rows:
         values = result[key]
-        print(f"{label:18}{values['wyoming-piper']:>16}{values['wyoming-persona']:>18}{ratio:>8}")
+        print(f"{label:18}{values['wyoming-piper']:>16}{values['wyoming-persona']:>18}{result[ratio_key]:>8}")
+    print(f"  (streamed: one word every {TTS_WORD_SECONDS * 1000:.0f} ms, first audio after the first word)")
     print("per text, median first audio (ms):")
     for row in result["per_text"]:
         print(f"  {row['ref_ttfa_ms']:>7} {row['ours_ttfa_ms']:>7}  {row['text']}...")

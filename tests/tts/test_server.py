@@ -248,6 +248,15 @@ async def test_huge_stream_is_refused_once_and_the_rest_ignored(client: Client) 
     await client.send("synthesize-chunk", text="more words")
     await client.send("synthesize-stop")
     await speak(client, "Still here.", JOE)
+    # A refused stream does not block the next one, even without its stop.
+    await client.send("synthesize-start", voice={"name": JOE})
+    await client.send("synthesize-chunk", text="word " * 2000)
+    assert (await client.read_until("never"))[-1].data["code"] == "too-long"
+    await client.send("synthesize-start", voice={"name": JOE})
+    await client.send("synthesize-chunk", text="Back again.")
+    await client.send("synthesize-stop")
+    events = await client.read_until("synthesize-stopped")
+    assert events[-1].type == "synthesize-stopped"
 
 
 async def test_garbage_frame_closes_only_that_connection(service: Service) -> None:

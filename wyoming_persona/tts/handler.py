@@ -99,7 +99,7 @@ class TtsEventHandler(WyomingService):
 
     # -- streamed text ----------------------------------------------------------------------------
     def _start(self, start: SynthesizeStart) -> None:
-        if self._stream is not None:
+        if self._stream is not None and not self._stream.aborted:
             raise ClientError("synthesize-start while a stream is open; stop it first", "bad-order")
         voice = start.voice
         target = self.engine.resolve(voice.name if voice else None, voice.speaker if voice else None)
