@@ -89,3 +89,22 @@ async def test_serves_with_token_and_mqtt_then_stops(
     assert b"Ready" in stderr and b"Connected to MQTT broker" in stderr
     async with subscriber(mosquitto.port, STATUS) as client:
         assert await next_payload(client, STATUS) == "offline"
+
+
+async def test_will_marks_entity_offline_when_killed(
+    personas_dir: Path, state_dir: Path, mosquitto: Mosquitto
+) -> None:
+    process = await _cli(
+        "--port", str(free_port()), "--personas-dir", str(personas_dir), "--state-dir", str(state_dir),
+        "--service", "none=tcp://127.0.0.1:1", "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}",
+    )  # fmt: skip
+    try:
+        async with subscriber(mosquitto.port, STATUS) as client:
+            await next_payload(client, STATUS, lambda p: p == "online")
+            process.kill()  # no chance to say goodbye: the broker publishes the will
+            assert await next_payload(client, STATUS) == "offline"
+    finally:
+        if process.returncode is None:
+            process.kill()
+        async with asyncio.timeout(WAIT):
+            await process.communicate()
