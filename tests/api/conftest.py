@@ -1,4 +1,4 @@
-"""Fixtures for the control API tests: a copy of the shipped personas, a manager, Wyoming services."""
+"""Fixtures for the control API tests: a manager on a copy of the shipped personas, Wyoming services."""
 
 from __future__ import annotations
 
@@ -14,21 +14,6 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from wyoming_persona.personas import PersonaManager
 from wyoming_persona.wyoming_server import ServiceServer, WyomingService
-
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED_PERSONAS = REPO / "config" / "personas"
-
-
-@pytest.fixture
-def personas_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "personas"
-    shutil.copytree(SHIPPED_PERSONAS, folder)
-    return folder
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 @pytest.fixture
