@@ -37,7 +37,9 @@ async def test_info_lists_personas_and_plain_voices(service: Service, client: Cl
     (program,) = Info.from_event(event).tts
     assert program.supports_synthesize_streaming
     voices = {voice.name: voice for voice in program.voices}
-    assert list(voices)[: len(PERSONAS)] == sorted(PERSONAS)
+    assert next(iter(voices)) == "active", "HA shows this first: the voice that follows persona switches"
+    assert voices["active"].languages == ["en_US"]
+    assert list(voices)[1 : len(PERSONAS) + 1] == sorted(PERSONAS)
     assert voices["deep"].description == f"Deep Persona ({JOE})"
     assert voices["other"].description == f"Other Persona ({COPY})"
     assert voices["deep"].languages == ["en_US"]
@@ -85,6 +87,8 @@ async def test_no_voice_follows_the_active_persona(service: Service, client: Cli
     PersonaManager(service.manager.personas_dir, state_dir, "plain").set_active("deep")
     active, _, _ = await speak(client, text)
     assert np.array_equal(active, deep)
+    named_active, _, _ = await speak(client, text, "active")
+    assert np.array_equal(named_active, deep), "the 'active' voice follows the switch too"
 
 
 async def test_streaming_order_format_and_no_double_speech(client: Client) -> None:

@@ -20,6 +20,10 @@ _LOGGER = logging.getLogger(__name__)
 PIPER_ATTRIBUTION = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
 PROGRAM_ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.com/wyoming-persona")
 
+ACTIVE_VOICE = "active"
+"""A voice that always speaks as the active persona: what an HA pipeline picks to follow switches,
+since HA sends the pipeline's chosen voice with every request."""
+
 
 @dataclass(frozen=True)
 class NoiseSettings:
@@ -57,12 +61,12 @@ class TtsEngine:
 
     # -- requests -------------------------------------------------------------------------------
     def resolve(self, name: str | None, speaker: str | None = None) -> Target:
-        """Persona id -> its voice settings; plain voice -> neutral; None -> the active persona."""
-        if not name:
-            return self._persona_target(self.manager.active())
-        persona = self.manager.personas.get(name)
+        """Persona id -> its settings; plain voice -> neutral; None or "active" -> the active persona."""
+        persona = self.manager.personas.get(name) if name else None
         if persona is not None:
             return self._persona_target(persona)
+        if not name or name == ACTIVE_VOICE:
+            return self._persona_target(self.manager.active())
         voices = self.catalog.voices()
         voice = voices.get(name)
         if voice is None:
@@ -78,7 +82,8 @@ class TtsEngine:
 
     def available(self, voices: dict[str, VoiceFile] | None = None) -> list[str]:
         voices = self.catalog.voices() if voices is None else voices
-        return list(self.manager.personas) + [name for name in voices if name not in self.manager.personas]
+        personas = self.manager.personas
+        return [ACTIVE_VOICE, *personas, *(name for name in voices if name not in personas)]
 
     def _persona_target(self, persona: Persona) -> Target:
         spec = persona.voice
@@ -99,10 +104,14 @@ class TtsEngine:
 
     # -- describe -------------------------------------------------------------------------------
     def info(self) -> Info:
-        """Every persona as a voice, then every plain Piper voice; rebuilt on each describe."""
+        """The active-persona voice, every persona as a voice, then every plain Piper voice.
+
+        Rebuilt on each describe, so edited personas show up without a restart.
+        """
         voices = self.catalog.voices()
         advertised = []
         personas = self.manager.personas
+        languages: dict[str, None] = {}
         for persona in personas.values():
             voice = voices.get(persona.voice.model)
             if voice is None:
@@ -111,6 +120,7 @@ class TtsEngine:
                 except VoiceNotFoundError as err:
                     self._warn_once(persona.id, "Not advertising persona %r: %s", persona.id, err)
                     continue
+            languages.update(dict.fromkeys(voice.languages))
             advertised.append(
                 TtsVoice(
                     name=persona.id,
@@ -121,6 +131,16 @@ class TtsEngine:
                     languages=list(voice.languages),
                 )
             )
+        if ACTIVE_VOICE not in personas:
+            active = TtsVoice(
+                name=ACTIVE_VOICE,
+                description="Active persona (follows persona switches)",
+                attribution=PROGRAM_ATTRIBUTION,
+                installed=True,
+                version=None,
+                languages=list(languages),
+            )
+            advertised.insert(0, active)
         for voice in voices.values():
             if voice.name in personas:
                 continue
