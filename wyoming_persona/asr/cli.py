@@ -37,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--threads", type=int, default=min(4, os.cpu_count() or 1), help="CPU threads for Whisper"
     )
-    group.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
+    group.add_argument("--beam-size", type=int, default=5, help="decoder beam size (default: %(default)s)")
+    group.add_argument(
+        "--min-window",
+        type=float,
+        default=10.0,
+        help="shortest encoder window in seconds for short speech; 0 = always Whisper's 30 s "
+        "(default: %(default)s)",
+    )
     group.add_argument(
         "--max-seconds", type=float, default=30.0, help="longest utterance accepted (default: %(default)s)"
     )
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         compute_type=args.compute_type,
         cpu_threads=args.threads,
         beam_size=args.beam_size,
+        min_window_s=args.min_window or None,
     )
     settings = AsrSettings(
         language=normalize_language(args.language),
@@ -105,7 +113,7 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
     vad_model = await asyncio.to_thread(SileroModel)
     transcriber = await asyncio.to_thread(WhisperTranscriber, whisper)
     _LOGGER.info(
-        "Whisper %s from %s loaded in %.2f s (%s, %s, %d threads, beam %d); language %s",
+        "Whisper %s from %s loaded in %.2f s (%s, %s, %d threads, beam %d, window %s); language %s",
         whisper.model_name,
         whisper.model_path,
         transcriber.load_seconds,
@@ -113,6 +121,7 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
         whisper.compute_type,
         whisper.cpu_threads,
         whisper.beam_size,
+        f"{whisper.min_window_s:g} s+" if whisper.min_window_s else "30 s",
         settings.language or "auto",
     )
     info = asr_info(transcriber)

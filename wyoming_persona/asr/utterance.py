@@ -2,8 +2,8 @@
 
 The VAD runs as audio arrives. `speech_start` is the first confirmed speech, `speech_end` the start of
 the silence that ended the latest speech (None while speech goes on). The audio handed to Whisper is
-trimmed to the speech plus `pad_ms` either side; short lead-in is filled with zeros because Whisper
-drops a first word that starts right at sample 0.
+trimmed to the speech plus `pad_ms` either side, zero-filled where the client sent less (Whisper drops
+a first word that starts right at sample 0, and the early and the final decode then see the same input).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class Utterance:
         end = min(self.samples, self.speech_end + self.pad)
         audio = pcm_to_float(bytes(self.pcm[start * 2 : end * 2]))
         lead = self.pad - (self.speech_start - start)
-        if lead > 0:
-            audio = np.concatenate([np.zeros(lead, dtype=np.float32), audio])
+        tail = self.pad - (end - self.speech_end)
+        if lead > 0 or tail > 0:
+            zeros = np.zeros
+            audio = np.concatenate([zeros(max(lead, 0), np.float32), audio, zeros(max(tail, 0), np.float32)])
         return audio
