@@ -150,7 +150,8 @@ async def bench(args: argparse.Namespace) -> dict:
         "ours": (
             args.port,
             [sys.executable, "-m", "wyoming_persona", "asr", "--uri", f"tcp://127.0.0.1:{args.port}",
-             "--model", str(model_dir), "--threads", threads, "--compute-type", "int8", "--language", "en"],
+             "--model", str(model_dir), "--threads", threads, "--compute-type", "int8", "--language", "en",
+             *args.ours_args.split()],
         ),
         "reference": (
             args.port + 1,
@@ -229,6 +230,9 @@ def main() -> int:
     parser.add_argument("--tail", type=float, default=0.5, help="trailing silence in seconds (default 0.5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=10391, help="ours on PORT, the reference on PORT+1")
+    parser.add_argument(
+        "--ours-args", default="", help="extra flags for our server, e.g. '--min-window 0' (ablation)"
+    )
     args = parser.parse_args()
     summary = asyncio.run(bench(args))
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -41,18 +41,19 @@ def speech() -> Speech:
 @pytest.fixture
 def asr_server(transcriber, silero) -> Callable[..., AbstractAsyncContextManager[ServiceServer]]:
     """`async with asr_server(settings, limits) as server:` an ASR server on a free loopback port."""
-    info = asr_info(transcriber)
 
     def make(
         settings: AsrSettings | None = None, limits: FrameLimits | None = None
     ) -> AbstractAsyncContextManager[ServiceServer]:
+        settings = settings or AsrSettings()
+        info = asr_info(transcriber, endpointing=settings.endpoint_ms is not None)
         factory = partial(
             AsrEventHandler,
             info=lambda: info,
             limits=limits or FrameLimits(),
             transcriber=transcriber,
             vad_model=silero,
-            settings=settings or AsrSettings(),
+            settings=settings,
         )
         return running(ServiceServer("tcp://127.0.0.1:0", factory))
 

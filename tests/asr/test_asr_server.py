@@ -180,3 +180,21 @@ def test_stdio_subprocess_smoke(speech: Speech) -> None:
             proc.kill()
             raise
         proc.stdout.close()
+
+
+async def test_endpointing_answers_before_audio_stop(asr_server, speech) -> None:
+    settings = AsrSettings(endpoint_ms=500, no_speech_seconds=1.5)
+    async with asr_server(settings) as server, connect(server) as client:
+        await client.send(Describe().event())
+        assert not Info.from_event(await client.receive()).asr[0].requires_external_vad
+        await client.send(Transcribe(language="en").event())
+        await client.send_audio(silence(0.3) + speech.say(KITCHEN) + silence(1.0), stop=False)
+        events = await client.receive_until("transcript-stop")
+        assert normalize(transcript_of(events)) == "turn on the kitchen light"
+        # the rest of that stream is ignored quietly, then the next round works
+        await client.send_audio(silence(0.5), start=False)
+        await client.send(Transcribe(language="en").event())
+        await client.send_audio(silence(2.0), stop=False)
+        assert transcript_of(await client.receive_until("transcript-stop")) == ""
+        await client.send(AudioStop().event(), Describe().event())
+        assert (await client.receive()).type == "info", "nothing but the describe answer is pending"

@@ -66,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="silence after speech that starts a speculative decode (ms, default: %(default)s)",
     )
     vad.add_argument("--pad-ms", type=int, default=300, help="audio kept around the speech (ms)")
+    vad.add_argument(
+        "--endpointing-ms",
+        type=int,
+        help="end utterances ourselves after this much silence and advertise requires_external_vad=False "
+        "(default: off, the client sends audio-stop)",
+    )
+    vad.add_argument(
+        "--no-speech-seconds",
+        type=float,
+        default=8.0,
+        help="with --endpointing-ms: empty transcript if no speech starts within this time",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         vad=vad,
         pad_ms=args.pad_ms,
         max_seconds=args.max_seconds,
+        endpoint_ms=args.endpointing_ms,
+        no_speech_seconds=args.no_speech_seconds,
     )
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
     asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits))
@@ -124,7 +138,7 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
         f"{whisper.min_window_s:g} s+" if whisper.min_window_s else "30 s",
         settings.language or "auto",
     )
-    info = asr_info(transcriber)
+    info = asr_info(transcriber, endpointing=settings.endpoint_ms is not None)
     factory = partial(
         AsrEventHandler,
         info=lambda: info,

@@ -9,6 +9,12 @@ decoding time. Silence-only audio never reaches Whisper: the transcript is empty
 Answers: transcript-start, transcript-chunk per segment, the plain transcript (what Home Assistant
 reads), transcript-stop. Transcripts are only sent after audio-stop: Home Assistant takes the first
 transcript it sees, even one sent before its audio-stop, so a speculative result must not leak early.
+
+Optional endpointing (`endpoint_ms`): the server itself ends the utterance after that much silence,
+answers, and ignores the rest of the stream (Home Assistant 2026.5+ stops streaming when the transcript
+arrives, if the server advertises requires_external_vad=False). A client's `vad_sensitivity` picks
+Home Assistant's own waits (aggressive 250 ms, relaxed 1250 ms). No speech at all within
+`no_speech_seconds` gives an empty transcript.
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ class AsrSettings:
     vad: VadSettings = field(default_factory=lambda: VadSettings(min_speech_ms=100, min_silence_ms=200))
     pad_ms: int = 300
     max_seconds: float = 30.0
+    endpoint_ms: int | None = None  # set: end the utterance ourselves after this much silence
+    no_speech_seconds: float = 8.0  # with endpointing: give up (empty transcript) if nobody speaks
+
+
+# Home Assistant's own end-of-speech waits per sensitivity, used when a client asks for one.
+_SENSITIVITY_MS = {"aggressive": 250, "relaxed": 1250}
 
 
 def normalize_language(language: str | None) -> str | None:
@@ -49,17 +61,14 @@ def normalize_language(language: str | None) -> str | None:
 
 
 class _Job:
-    """A queued or running transcription of the speech between `bounds`."""
+    """A queued or running transcription of the speech between `bounds` (16 kHz samples)."""
 
-    def __init__(self, transcriber: WhisperTranscriber, utterance: Utterance, language: str | None) -> None:
-        bounds = utterance.bounds
-        assert bounds is not None  # only built for ended speech
+    def __init__(
+        self, transcriber: WhisperTranscriber, bounds: tuple[int, int], audio, language: str | None
+    ) -> None:
         self.bounds = bounds
         self.cancel = threading.Event()
-        self.queued_at = time.monotonic()
-        self.task = asyncio.create_task(
-            transcriber.transcribe(utterance.speech_audio(), language, self.cancel)
-        )
+        self.task = asyncio.create_task(transcriber.transcribe(audio, language, self.cancel))
         self.task.add_done_callback(_consume)
 
     def drop(self) -> None:
@@ -96,6 +105,7 @@ class AsrEventHandler(WyomingService):
         self.job: _Job | None = None
         self._answering: asyncio.Task | None = None
         self._jobs: set[_Job] = set()  # every unfinished job of this connection, dropped on hang-up
+        self.endpoint_ms = settings.endpoint_ms
 
     async def handle_event(self, event: Event) -> bool:
         if AudioChunk.is_type(event.type):
@@ -132,6 +142,9 @@ class AsrEventHandler(WyomingService):
                 "unsupported-language",
             )
         self.language = language
+        if self.settings.endpoint_ms is not None:
+            sensitivity = getattr(request.vad_sensitivity, "value", request.vad_sensitivity)
+            self.endpoint_ms = _SENSITIVITY_MS.get(str(sensitivity), self.settings.endpoint_ms)
 
     async def _on_chunk(self, event: Event) -> None:
         pcm = self.audio.chunk(event)
@@ -159,6 +172,18 @@ class AsrEventHandler(WyomingService):
                 bounds[1] * 1000 // RATE,
             )
             self.job = self._start_job(utterance, self.language)
+        if self._endpoint(utterance):
+            # Our own end of speech: answer now and ignore the rest of this stream.
+            self.audio.fail()
+            await self._finalize(utterance)
+
+    def _endpoint(self, utterance: Utterance) -> bool:
+        if self.endpoint_ms is None:
+            return False
+        if not utterance.has_speech:
+            return utterance.samples >= self.settings.no_speech_seconds * RATE
+        bounds = utterance.bounds
+        return bounds is not None and utterance.samples - bounds[1] >= self.endpoint_ms * RATE // 1000
 
     async def _on_stop(self) -> None:
         if self.audio.dropping:
@@ -167,6 +192,9 @@ class AsrEventHandler(WyomingService):
         utterance = self.utterance
         if not self.audio.stop() or utterance is None:
             raise ClientError("audio-stop without audio-start", "no-audio-start")
+        await self._finalize(utterance)
+
+    async def _finalize(self, utterance: Utterance) -> None:
         stopped_at = time.monotonic()
         await asyncio.to_thread(utterance.finish)
         job, self.job, self.utterance = self.job, None, None
@@ -188,7 +216,7 @@ class AsrEventHandler(WyomingService):
                 await asyncio.wait([previous])
             result, how = await self._result(utterance, job, language)
             self.log.info(
-                "Connection %s: %.2f s of audio, %s, transcript %.0f ms after audio-stop",
+                "Connection %s: %.2f s of audio, %s, transcript %.0f ms after the end of the stream",
                 self.connection_id,
                 utterance.samples / RATE,
                 how,
@@ -218,7 +246,10 @@ class AsrEventHandler(WyomingService):
         return await self._await(self._start_job(utterance, language)), "decoded at audio-stop"
 
     def _start_job(self, utterance: Utterance, language: str | None) -> _Job:
-        job = _Job(self.transcriber, utterance, language)
+        bounds = utterance.bounds
+        if bounds is None:
+            raise ValueError("a job needs speech that has ended")
+        job = _Job(self.transcriber, bounds, utterance.speech_audio(), language)
         self._jobs.add(job)
         job.task.add_done_callback(lambda _: self._jobs.discard(job))
         return job

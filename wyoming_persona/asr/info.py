@@ -1,7 +1,10 @@
 """What the ASR server tells `describe`.
 
-`requires_external_vad` stays True: Home Assistant then keeps its own end-of-speech detection (with the
-user's sensitivity setting) and sends audio-stop, and our VAD only trims and starts decoding early.
+`requires_external_vad` is True by default: Home Assistant then keeps its own end-of-speech detection
+(with the user's sensitivity setting, and its 15 s command cap) and sends audio-stop; our VAD trims and
+decodes early, so the transcript is ready when audio-stop comes and self-endpointing would save little.
+With `--endpointing-ms` the server ends utterances itself and says False, so HA 2026.5+ skips its own
+VAD and takes our transcript as soon as it is sent.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ _WHISPER = Attribution(
 )
 
 
-def asr_info(transcriber: WhisperTranscriber) -> Info:
+def asr_info(transcriber: WhisperTranscriber, endpointing: bool = False) -> Info:
     settings = transcriber.settings
     return Info(
         asr=[
@@ -38,7 +41,7 @@ def asr_info(transcriber: WhisperTranscriber) -> Info:
                     )
                 ],
                 supports_transcript_streaming=True,
-                requires_external_vad=True,
+                requires_external_vad=not endpointing,
             )
         ]
     )
