@@ -246,6 +246,8 @@ async def serve(uri: str, handler_factory: HandlerFactory, zeroconf_name: str | 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, main_task.cancel)
+    if server.port is not None:
+        uri = urlparse(uri)._replace(netloc=f"{urlparse(uri).hostname}:{server.port}").geturl()
     _LOGGER.info("Ready on %s", uri)
     try:
         await server.serve_forever()

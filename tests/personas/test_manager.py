@@ -113,9 +113,7 @@ def test_concurrent_writers_never_corrupt_the_state(personas_dir: Path, state_di
         "    store.write(sys.argv[2 + i % 2])\n"
     )
     pairs = [("pirate", "butler"), ("robot", "coach"), ("assistant", "pirate"), ("coach", "butler")]
-    procs = [
-        subprocess.Popen([sys.executable, "-c", writer, str(state_dir), a, b]) for a, b in pairs
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(state_dir), a, b]) for a, b in pairs]
     mgr = manager(personas_dir, state_dir)
     seen = set()
     while any(p.poll() is None for p in procs):
