@@ -289,3 +289,35 @@ async def test_first_clause_split_can_be_turned_off(
     finally:
         await client.close()
         await svc.server.close()
+
+
+def longest_inner_silence(samples: np.ndarray, rate: int) -> float:
+    """Seconds of the longest quiet stretch between the first and the last loud 10 ms window."""
+    window = rate // 100
+    count = len(samples) // window
+    rms = np.sqrt(np.mean(samples[: count * window].astype(np.float64).reshape(count, window) ** 2, axis=1))
+    loud = np.flatnonzero(rms > 0.03 * rms.max())
+    longest = run = 0
+    for is_loud in rms[loud[0] : loud[-1] + 1] > 0.03 * rms.max():
+        run = 0 if is_loud else run + 1
+        longest = max(longest, run)
+    return longest * window / rate
+
+
+async def test_first_clause_split_does_not_stall_mid_sentence(
+    tts_personas: Path, state_dir: Path, voices_dir: Path, client: Client
+) -> None:
+    """Two Piper calls for one sentence would each add a sentence-end pause; the join must stay short."""
+    text = "Tell me a fun fact about the ocean and the whales."
+    split, rate, _ = await speak(client, text, JOE)
+    whole_service = await start_service(
+        tts_personas, state_dir, voices_dir, settings=ResponseSettings(split_first_clause=False)
+    )
+    whole_client = await Client.connect(whole_service.port)
+    try:
+        whole, _, _ = await speak(whole_client, text, JOE)
+    finally:
+        await whole_client.close()
+        await whole_service.server.close()
+    assert longest_inner_silence(split, rate) < 0.2
+    assert len(split) / len(whole) < 1.2, "the split may add a comma pause, not a sentence break"

@@ -12,6 +12,7 @@ import numpy as np
 _FRAME_SECONDS = 0.030
 _TOLERANCE_SECONDS = 0.008
 _LIMIT_KNEE = 0.9
+_SILENCE_RMS = 300.0  # about -40 dBFS for 16-bit PCM
 
 
 def pitch_shift(audio: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
@@ -94,3 +95,27 @@ def apply_volume(audio: np.ndarray, volume: float) -> np.ndarray:
 def to_pcm16(audio: np.ndarray) -> bytes:
     """Float audio in [-1, 1] to 16-bit little-endian PCM."""
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def trim_edges(pcm: bytes, sample_rate: int, keep_lead: float | None, keep_tail: float | None) -> bytes:
+    """Cut the silence at the edges of 16-bit PCM down to `keep_*` seconds (None: leave that edge).
+
+    Piper pads every call with its own sentence-end silence; where one sentence was synthesized in two
+    pieces, that padding would put a half-second stall mid-sentence, so the join is trimmed to the
+    length of a comma pause.
+    """
+    samples = np.frombuffer(pcm, dtype="<i2")
+    window = max(1, int(sample_rate * 0.01))
+    count = len(samples) // window
+    if count == 0:
+        return pcm
+    frames = samples[: count * window].astype(np.float32).reshape(count, window)
+    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > _SILENCE_RMS)[0]
+    if len(loud) == 0:
+        return pcm
+    start, end = 0, len(samples)
+    if keep_lead is not None:
+        start = max(0, loud[0] * window - int(keep_lead * sample_rate))
+    if keep_tail is not None:
+        end = min(len(samples), (loud[-1] + 1) * window + int(keep_tail * sample_rate))
+    return samples[start:end].tobytes()

@@ -16,9 +16,14 @@ from wyoming.event import Event
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
+from .effects import trim_edges
 from .engine import Target, TtsEngine
 from .text import DEFAULT_MAX_PIECE_CHARS, Sentence, SentenceSplitter
 from .worker import CHANNELS, SAMPLE_WIDTH
+
+# Silence kept where one sentence was synthesized in pieces: about a spoken comma in all.
+JOIN_TAIL = 0.12
+JOIN_LEAD = 0.03
 
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_SAMPLES_PER_CHUNK = 1024
@@ -161,8 +166,16 @@ class TtsEventHandler(WyomingService):
         spoken = 0
         samples = 0
         while (sentence := await response.queue.get()) is not None:
+            last = len(sentence.pieces) - 1
             for index, piece in enumerate(sentence.pieces):
                 pcm = await worker.synthesize(piece, target.settings, self._cancel)
+                if last > 0:  # a sentence spoken in pieces: joins get a comma pause, not two sentence ends
+                    pcm = trim_edges(
+                        pcm,
+                        rate,
+                        keep_lead=JOIN_LEAD if index > 0 else None,
+                        keep_tail=JOIN_TAIL if index < last else None,
+                    )
                 if first_audio is None:
                     first_audio = time.monotonic() - started
                 if index == 0 and (response.streaming or spoken == 0):
