@@ -24,6 +24,8 @@ from .options import PORTS
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 300.0
 SERVICE_ORDER = ("vad", "asr", "persona", "tts", "api")
+ASR_ENDPOINTING_MS = 500
+"""Silence that ends an utterance: longer than a spoken comma, short enough to answer quickly."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def plan(personas_dir: Path, state_dir: Path, ports: Mapping[str, int] = PORTS) 
     api_args = ("--host", HOST, "--port", str(ports["api"]), *persona_args, *probes)
     return [
         Service("vad", ports["vad"], uri("vad")),
-        Service("asr", ports["asr"], uri("asr")),
+        # Our own clients (talk, satellites without a VAD) let the ASR end the utterance itself.
+        Service("asr", ports["asr"], (*uri("asr"), "--endpointing-ms", str(ASR_ENDPOINTING_MS))),
         Service("persona", ports["persona"], (*uri("persona"), *persona_args)),
         Service("tts", ports["tts"], (*uri("tts"), *persona_args)),
         Service("api", ports["api"], api_args, wyoming=False),
