@@ -15,7 +15,8 @@ def test_prompt_has_identity_style_rules_examples_and_spoken_rules(personas_dir:
     for line in (*spec.style, *spec.rules):
         assert f"- {line}" in prompt
     for example in spec.examples:
-        assert f"User: {example.user}\nCaptain Barnacle: {example.assistant}" in prompt
+        assert f'- Asked "{example.user}", you say: "{example.assistant}"' in prompt
+    assert "User:" not in prompt, "a transcript-style example makes small models write the user's lines"
     lowered = prompt.lower()
     for must in ("markdown", "emoji", "urls", "numbers", "short", "read aloud"):
         assert must in lowered, must

@@ -106,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-threads", type=int, default=None, help="llama.cpp threads (default: half the cores)"
     )
     group.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size (default: %(default)s)")
+    group.add_argument(
+        "--repeat-penalty", type=float, default=1.15, help="penalty on repeated tokens (default: %(default)s)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
@@ -130,6 +133,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         embedded=EmbeddedSettings(
             model_path=args.model_path,
             n_ctx=args.n_ctx,
+            repeat_penalty=args.repeat_penalty,
             n_threads=args.n_threads,
             temperature=args.temperature,
             seed=args.seed,

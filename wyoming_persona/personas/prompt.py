@@ -38,11 +38,10 @@ def build_system_prompt(persona: Persona) -> str:
     sections.append(_bullets("Your replies are spoken:", SPOKEN_OUTPUT_RULES))
     sections.append(f"Always reply in {language_name(persona.language)}.")
     if prompt.examples:
-        lines = ["Examples of how you answer:"]
-        for example in prompt.examples:
-            lines.append(f"User: {example.user}")
-            lines.append(f"{persona.name}: {example.assistant}")
-        sections.append("\n".join(lines))
+        # Quoted, not as "User:/Name:" transcript lines: small models continue such a transcript
+        # and start writing the user's next line themselves.
+        examples = tuple(f'Asked "{e.user}", you say: "{e.assistant}"' for e in prompt.examples)
+        sections.append(_bullets("Examples of how you answer:", examples))
     return "\n\n".join(sections)
 
 

@@ -48,6 +48,8 @@ class EmbeddedSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    repeat_penalty: float = 1.15
+    """Tiny models like SmolLM2 loop on a phrase without it ("I'm here to... I'm here to...")."""
 
 
 class _End:
@@ -160,6 +162,7 @@ class LlamaCppChatBackend:
             "messages": [dict(message) for message in request.messages],
             "stream": True,
             "max_tokens": request.max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS,
+            "repeat_penalty": settings.repeat_penalty,
         }
         if temperature is not None:
             arguments["temperature"] = temperature
