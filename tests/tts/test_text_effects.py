@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from wyoming_persona.tts.effects import apply_volume, pitch_shift, resample
-from wyoming_persona.tts.text import SentenceSplitter, cut_long, first_clause
+from wyoming_persona.tts.text import SentenceSplitter, cut_long, ends_sentence, first_clause
 
 from .conftest import median_f0
 
@@ -97,3 +98,31 @@ def test_resample_and_volume() -> None:
     loud = apply_volume(np.array([0.5, 1.0, -1.0], dtype=np.float32), 1.5)
     assert np.all(np.abs(loud) < 1.0) and loud[0] == 0.75
     assert np.allclose(apply_volume(np.array([0.5], dtype=np.float32), 0.5), [0.25])
+
+
+@pytest.mark.parametrize(
+    ("chunk", "ends"),
+    [
+        ("I can do anything.", True),
+        ("Really?", True),
+        ('He said "go away!"', True),
+        ("Ask Dr.", False),
+        ("It costs 29.", False),
+        ("for e.g.", False),
+        ("in the U.S.", False),
+        ("and so on", False),
+        ("Wait...", False),
+    ],
+)
+def test_a_streamed_chunk_that_clearly_ends_a_sentence(chunk: str, ends: bool) -> None:
+    assert ends_sentence(chunk) is ends
+
+
+def test_a_complete_streamed_sentence_goes_out_without_waiting_for_the_next() -> None:
+    splitter = SentenceSplitter()
+    assert [s.text for s in splitter.add("I can do anything.")] == ["I can do anything."]
+    assert [s.text for s in splitter.add(" Ask Dr.")] == []
+    assert [s.text for s in splitter.add(" Smith, he knows.")] == ["Ask Dr. Smith, he knows."]
+    assert [s.text for s in splitter.add(" It costs 29.")] == []
+    assert [s.text for s in splitter.add("95 dollars")] == []
+    assert [s.text for s in splitter.finish()] == ["It costs 29.95 dollars"]

@@ -30,6 +30,10 @@ _CONJUNCTION = re.compile(
 _PREPOSITION = re.compile(
     r"\s(?=(?:in|on|at|for|from|about|after|before|until|since|during)\s)", re.IGNORECASE
 )
+# A streamed chunk that ends like this closes its sentence at once: a word of two or more letters
+# before the full stop (not "29." or "e.g.") that is not a common abbreviation, or ! or ?.
+_SENTENCE_END = re.compile(r"(?:(?<![.\w])(?P<word>[^\W\d_]{2,})\.|[!?])[\"'”’)\]]*\s*$")
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "vs", "etc", "jr", "sr", "prof", "approx", "no"})
 _PHRASE_MIN_WORDS = 3
 _PHRASE_MIN_TAIL_WORDS = 3
 
@@ -67,6 +71,16 @@ def first_clause(sentence: str) -> tuple[str, str] | None:
             if len(head.split()) >= _PHRASE_MIN_WORDS and len(tail.split()) >= _PHRASE_MIN_TAIL_WORDS:
                 return head.rstrip(",") + ",", tail
     return None
+
+
+def ends_sentence(chunk: str) -> bool:
+    """True when a streamed chunk clearly ends a sentence, so it need not wait for the next one.
+
+    A boundary detector alone waits for the capital letter of the next sentence, which an LLM may
+    take a second to write; the sentence is complete already.
+    """
+    match = _SENTENCE_END.search(chunk)
+    return match is not None and (match["word"] or "").lower() not in _ABBREVIATIONS
 
 
 def _early_clause(pending: str) -> tuple[str, str] | None:
@@ -122,7 +136,8 @@ class SentenceSplitter:
         if self._head is not None and early and self.split_first_clause and self._emitted == 0:
             self._head += chunk
             split = _early_clause(self._head)
-            if split is None and not any(SentenceBoundaryDetector().add_chunk(self._head)):
+            complete = ends_sentence(self._head) or any(SentenceBoundaryDetector().add_chunk(self._head))
+            if split is None and not complete:
                 return  # neither a clause nor a sentence yet: keep waiting
             chunk, self._head = self._head, None
             if split is not None:
@@ -131,6 +146,8 @@ class SentenceSplitter:
                 yield Sentence((clause,))
         for raw in self._detector.add_chunk(chunk):
             yield from self._sentence(raw)
+        if early and ends_sentence(chunk):
+            yield from self._sentence(self._detector.finish())
 
     def finish(self) -> Iterator[Sentence]:
         """Whatever text is left at the end of the stream."""
