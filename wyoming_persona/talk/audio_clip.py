@@ -58,7 +58,8 @@ class AudioClip:
 def speech_end_seconds(clip: AudioClip, window: float = 0.02) -> float:
     """Where the last loud 20 ms window ends: the end of speech a satellite's VAD would see.
 
-    Expects 16-bit mono; "loud" is 5% of the clip's peak RMS, so it works at any recording level.
+    Expects 16-bit mono; "loud" is 2% of the clip's peak RMS (about -34 dB), so it works at any
+    recording level and still counts a fading last syllable as speech.
     """
     samples = np.frombuffer(clip.pcm, dtype=np.int16).astype(np.float32)
     size = max(1, int(clip.rate * window))
@@ -66,7 +67,7 @@ def speech_end_seconds(clip: AudioClip, window: float = 0.02) -> float:
     if count == 0:
         return 0.0
     rms = np.sqrt(np.mean(samples[: count * size].reshape(count, size) ** 2, axis=1))
-    loud = np.nonzero(rms > max(0.05 * rms.max(), 100.0))[0]
+    loud = np.nonzero(rms > max(0.02 * rms.max(), 100.0))[0]
     if len(loud) == 0:
         return 0.0
     return float((loud[-1] + 1) * size / clip.rate)
