@@ -144,3 +144,28 @@ def test_history_expires_idle_conversations():
     assert store.turns("old", "pirate") == []
     assert store.turns("new", "pirate") == [("q", "a")]
     assert len(store) == 1
+
+
+def test_a_long_first_sentence_streams_its_first_clause_first() -> None:
+    """TTS can start on "..., " while the LLM is still writing the rest of the sentence."""
+    shaper = ReplyShaper(100)
+    tokens = ["You", " can", " answer", " questions", ",", " chat", ",", " and", " help", ".", " More", "?"]
+    chunks = [chunk for token in tokens for chunk in shaper.feed(token)]
+    assert chunks[0] == "You can answer questions,", "sent as soon as the text after the comma begins"
+    chunks += shaper.finish()
+    assert chunks[1:] == [" chat, and help.", " More?"]
+    assert "".join(chunks) == shaper.text == "You can answer questions, chat, and help. More?"
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["Ahoy", " matey", "!", " The", " sea", ",", " it", " is", " calm", "."],  # short first sentence
+        ["It", " is", " about", " 1", ",", "000", " miles", " away", "."],  # a number, not a clause
+        ["Sure", ",", " it", " is", " on", "."],  # clause too short to be worth a chunk of its own
+    ],
+)
+def test_no_first_clause_chunk_where_it_would_not_help(tokens: list[str]) -> None:
+    shaper = ReplyShaper(100)
+    chunks = [chunk for token in tokens for chunk in shaper.feed(token)] + shaper.finish()
+    assert not chunks[0].endswith(","), chunks

@@ -126,3 +126,14 @@ def test_a_complete_streamed_sentence_goes_out_without_waiting_for_the_next() ->
     assert [s.text for s in splitter.add(" It costs 29.")] == []
     assert [s.text for s in splitter.add("95 dollars")] == []
     assert [s.text for s in splitter.finish()] == ["It costs 29.95 dollars"]
+
+
+def test_a_streamed_first_clause_is_spoken_without_waiting_for_more_text() -> None:
+    splitter = SentenceSplitter()
+    assert [s.pieces for s in splitter.add("You can answer questions,")] == [("You can answer questions,",)]
+    assert [s.text for s in splitter.add(" chat, and help you around the house.")] == [
+        "chat, and help you around the house."
+    ]
+    numbers = SentenceSplitter()
+    assert list(numbers.add("The bridge is about 1,")) == [], "'1,' may be the start of '1,000'"
+    assert list(SentenceSplitter().add("Sure,")) == [], "too short to speak on its own"

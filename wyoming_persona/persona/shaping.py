@@ -18,6 +18,9 @@ _LIST_MARKER = re.compile(r"(?:^|\n)\s*(?:\d{1,3}|[a-zA-Z])[.)]$")
 _LEFTOVER_MARKUP = re.compile(r"\*+|`+|(?<!\w)_{1,2}|_{1,2}(?!\w)|^#+\s*")
 _TERMINAL = re.compile(r"[.!?…:;,][\"'”’)\]]*$")
 _SPACES = re.compile(r"\s+")
+# Up to the first , ; or : that follows a non-digit and is followed by more text.
+_FIRST_CLAUSE = re.compile(r"[^\n]*?[^\d\s][,;:](?=\s+\S)")
+FIRST_CLAUSE_MIN_CHARS = 20
 
 CHARS_PER_TOKEN = 6
 """Generous characters-per-token bound for the safety cap when a server ignores max_tokens."""
@@ -25,14 +28,31 @@ CHARS_PER_TOKEN = 6
 
 def speakable_piece(text: str) -> str:
     """One sentence or line made speakable, ending in punctuation so a voice pauses after it."""
+    clause_mark = text.rstrip()[-1:] if text.rstrip()[-1:] in (",", ";", ":") else ""
     text = make_speakable(text)
     text = _LEFTOVER_MARKUP.sub("", text)
     text = _SPACES.sub(" ", text).strip()
     if not is_speakable(text):
         return ""
+    if clause_mark and not text.endswith(clause_mark):
+        text += clause_mark  # a first clause keeps its comma: the voice pauses, it does not stop
     if not _TERMINAL.search(text):
         text += "."
     return text
+
+
+def _first_clause(buffer: str) -> str | None:
+    """The reply's first clause, once the text after it has begun, if the first sentence is long.
+
+    Sent on its own, it lets TTS start speaking while the LLM is still writing the sentence.
+    """
+    clause = _FIRST_CLAUSE.match(buffer)
+    if clause is None or len(clause.group().strip()) < FIRST_CLAUSE_MIN_CHARS:
+        return None
+    sentence_end = _BOUNDARY.search(buffer)
+    if sentence_end is not None and sentence_end.start() < clause.end():
+        return None
+    return clause.group()
 
 
 class ReplyShaper:
@@ -73,6 +93,9 @@ class ReplyShaper:
             return []
         pieces = []
         start = 0
+        if not self._pieces and (clause := _first_clause(self._buffer)):
+            pieces.append(clause)
+            start = len(clause)
         for match in _BOUNDARY.finditer(self._buffer):
             end = match.end()
             candidate = self._buffer[start:end]

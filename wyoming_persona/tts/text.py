@@ -34,6 +34,8 @@ _PREPOSITION = re.compile(
 # before the full stop (not "29." or "e.g.") that is not a common abbreviation, or ! or ?.
 _SENTENCE_END = re.compile(r"(?:(?<![.\w])(?P<word>[^\W\d_]{2,})\.|[!?])[\"'”’)\]]*\s*$")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "vs", "etc", "jr", "sr", "prof", "approx", "no"})
+_STREAMED_CLAUSE = re.compile(r"[^\d\s][,;:]\s*$")
+STREAMED_CLAUSE_MIN = 20
 _PHRASE_MIN_WORDS = 3
 _PHRASE_MIN_TAIL_WORDS = 3
 
@@ -84,7 +86,16 @@ def ends_sentence(chunk: str) -> bool:
 
 
 def _early_clause(pending: str) -> tuple[str, str] | None:
-    """The first clause of an incomplete streamed sentence, once text after the clause has begun."""
+    """The first clause of an incomplete streamed sentence, once text after the clause has begun.
+
+    A long enough clause that ends the text so far (a sender that streams clause by clause) goes at
+    once; after a digit it waits, since "1," may be the start of "1,000".
+    """
+    if _STREAMED_CLAUSE.search(pending) and len(pending.strip()) >= STREAMED_CLAUSE_MIN:
+        clause = make_speakable(pending)
+        if is_speakable(clause):
+            mark = pending.strip()[-1]
+            return (clause if clause.endswith(mark) else clause + mark), ""
     for match in _CLAUSE_PUNCT.finditer(pending):
         head, tail = pending[: match.end()], pending[match.end() :]
         clause = make_speakable(head)
