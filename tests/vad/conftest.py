@@ -14,19 +14,9 @@ from wyoming_persona.vad.segmenter import VadSettings
 from wyoming_persona.vad.silero import SileroModel
 from wyoming_persona.wyoming_server import FrameLimits, ServiceServer
 
-from .helpers import Speech, running
+from .helpers import running
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-@pytest.fixture(scope="session")
-def silero() -> SileroModel:
-    return SileroModel()
-
-
-@pytest.fixture(scope="session")
-def speech() -> Speech:
-    return Speech()
 
 
 @pytest.fixture
