@@ -188,7 +188,7 @@ class ServiceServer:
     @property
     def port(self) -> int | None:
         """The bound TCP port (useful with port 0)."""
-        if self._server is None or not self._server.sockets:
+        if self._parsed.scheme != "tcp" or self._server is None or not self._server.sockets:
             return None
         return self._server.sockets[0].getsockname()[1]
 
@@ -247,7 +247,7 @@ async def serve(uri: str, handler_factory: HandlerFactory, zeroconf_name: str | 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, main_task.cancel)
     if server.port is not None:
-        uri = urlparse(uri)._replace(netloc=f"{urlparse(uri).hostname}:{server.port}").geturl()
+        uri = f"tcp://{urlparse(uri).hostname}:{server.port}"
     _LOGGER.info("Ready on %s", uri)
     try:
         await server.serve_forever()

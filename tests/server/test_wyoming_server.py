@@ -150,3 +150,19 @@ def test_bad_uris_are_rejected() -> None:
     for uri in ("http://x:1", "tcp://127.0.0.1", "tcp://:10"):
         with pytest.raises(ValueError):
             ServiceServer(uri, partial(EchoService, info=info))
+
+
+async def test_unix_socket_serves_and_has_no_port(tmp_path) -> None:
+    path = tmp_path / "echo.sock"
+    server = ServiceServer(f"unix://{path}", partial(EchoService, info=info, limits=LIMITS))
+    await server.start()
+    try:
+        assert server.port is None
+        async with asyncio.timeout(5):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            await async_write_event(Event("ping"), writer)
+            event = await async_read_event(reader)
+        assert event is not None and event.type == "pong"
+        writer.close()
+    finally:
+        await server.close()
