@@ -31,8 +31,8 @@ async def bench_suite(
         (root / "logs").mkdir()
         ports = free_ports(("vad", "asr", "persona", "tts", "api"))
         suite = running_suite(root / "personas", root / "state", root / "logs", ports, names, extra_args)
-        async with suite as services:
-            yield {name: service.address for name, service in services.items()}
+        async with suite as running:
+            yield {name: service.address for name, service in running.services.items()}
 
 
 def median_ms(values: Sequence[float | None]) -> float | None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from .personas.manager import DEFAULT_PERSONA, PersonaManager
+from .services import PORTS
+
+if TYPE_CHECKING:
+    from .service_metrics import MetricsOptions
 
 DEFAULT_PERSONAS_DIR = "config/personas"
 DEFAULT_STATE_DIR = "state"
-
-# Wyoming custom: piper 10200, whisper 10300; ours follow the same pattern.
-PORTS = {"tts": 10200, "asr": 10300, "vad": 10350, "persona": 10500, "api": 10580}
 
 
 def add_persona_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,3 +58,21 @@ def add_server_arguments(parser: argparse.ArgumentParser, service: str) -> None:
         metavar="NAME",
         help="announce the service over zeroconf for Home Assistant discovery (tcp only)",
     )
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST from --uri (127.0.0.1 for "
+        "unix:// and stdio://); 0 = off (default)",
+    )
+    parser.set_defaults(metrics_service=service)
+
+
+def metrics_options(args: argparse.Namespace) -> MetricsOptions:
+    """Where a Wyoming service serves its metrics (`add_server_arguments` flags)."""
+    from .service_metrics import MetricsOptions  # imports aiohttp and prometheus_client: only to serve
+
+    parsed = urlparse(args.uri)
+    host = parsed.hostname if parsed.scheme == "tcp" and parsed.hostname else "127.0.0.1"
+    return MetricsOptions(service=args.metrics_service, port=args.metrics_port, host=host)

@@ -18,18 +18,16 @@ from pathlib import Path
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 
-from .cli import SUBCOMMANDS, load_subcommand
-from .options import PORTS
+from .services import SERVICES, Service, wyoming_services
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 300.0
-SERVICE_ORDER = ("vad", "asr", "persona", "tts", "api")
-ASR_ENDPOINTING_MS = 500
-"""Silence that ends an utterance: longer than a spoken comma, short enough to answer quickly."""
 
 
 @dataclass(frozen=True)
-class Service:
+class Planned:
+    """A service of the services table with the exact flags it is started with."""
+
     name: str
     port: int
     args: tuple[str, ...]
@@ -41,7 +39,26 @@ class Service:
 
 
 class SuiteError(RuntimeError):
-    """A service of the suite did not come up."""
+    """A service of the suite did not come up, or stopped while the suite was running."""
+
+
+@dataclass(frozen=True)
+class RunningSuite:
+    """The started services and their processes."""
+
+    services: dict[str, Planned]
+    processes: dict[str, asyncio.subprocess.Process]
+
+    async def wait_for_exit(self) -> tuple[str, int]:
+        """Wait until any service exits by itself; return its name and exit code."""
+        waits = {asyncio.ensure_future(p.wait()): name for name, p in self.processes.items()}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        first = next(iter(done))
+        return waits[first], first.result()
 
 
 def free_ports(names: tuple[str, ...]) -> dict[str, int]:
@@ -58,31 +75,45 @@ def free_ports(names: tuple[str, ...]) -> dict[str, int]:
             sock.close()
 
 
-def plan(personas_dir: Path, state_dir: Path, ports: Mapping[str, int] = PORTS) -> list[Service]:
+def plan(
+    personas_dir: Path,
+    state_dir: Path,
+    ports: Mapping[str, int] | None = None,
+    services: tuple[Service, ...] = SERVICES,
+) -> list[Planned]:
+    """Every service of the table with its flags; a plain HTTP service probes all the Wyoming ones."""
+    ports = {s.name: s.port for s in services} | dict(ports or {})
     persona_args = ("--personas-dir", str(personas_dir), "--state-dir", str(state_dir))
+    probes = tuple(
+        arg
+        for s in wyoming_services(services)
+        for arg in ("--service", f"{s.name}=tcp://{HOST}:{ports[s.name]}")
+    )
+    # Metrics on the table's ports, only for services on their own ports (tests and benchmarks that move
+    # a service to a free port must not collide with a `make run` beside them).
+    metrics = {
+        s.name: s.metrics_port
+        for s in wyoming_services(services)
+        if s.metrics_port and ports[s.name] == s.port
+    }
+    probes += tuple(
+        arg for name, port in metrics.items() for arg in ("--scrape", f"{name}=http://{HOST}:{port}/metrics")
+    )
+    planned = []
+    for s in services:
+        port = ports[s.name]
+        if s.wyoming:
+            bind: tuple[str, ...] = ("--uri", f"tcp://{HOST}:{port}")
+            if s.name in metrics:
+                bind += ("--metrics-port", str(metrics[s.name]))
+        else:
+            bind = ("--host", HOST, "--port", str(port), *probes)
+        args = (*bind, *(persona_args if s.uses_personas else ()), *s.suite_args)
+        planned.append(Planned(s.name, port, args, s.wyoming))
+    return planned
 
-    def uri(name: str) -> tuple[str, ...]:
-        return ("--uri", f"tcp://{HOST}:{ports[name]}")
 
-    probes = [
-        arg for n in ("vad", "asr", "persona", "tts") for arg in ("--service", f"{n}=tcp://{HOST}:{ports[n]}")
-    ]
-    api_args = ("--host", HOST, "--port", str(ports["api"]), *persona_args, *probes)
-    return [
-        Service("vad", ports["vad"], uri("vad")),
-        # Our own clients (talk, satellites without a VAD) let the ASR end the utterance itself.
-        Service("asr", ports["asr"], (*uri("asr"), "--endpointing-ms", str(ASR_ENDPOINTING_MS))),
-        Service("persona", ports["persona"], (*uri("persona"), *persona_args)),
-        Service("tts", ports["tts"], (*uri("tts"), *persona_args)),
-        Service("api", ports["api"], api_args, wyoming=False),
-    ]
-
-
-def built_services() -> set[str]:
-    return {sub.name for sub in SUBCOMMANDS if load_subcommand(sub) is not None}
-
-
-async def wait_until_ready(service: Service, process: asyncio.subprocess.Process) -> float:
+async def wait_until_ready(service: Planned, process: asyncio.subprocess.Process) -> float:
     """Poll until the service answers (describe for Wyoming, a TCP connect for HTTP)."""
     start = time.monotonic()
     while time.monotonic() - start < STARTUP_TIMEOUT:
@@ -109,13 +140,13 @@ async def running_suite(
     personas_dir: Path,
     state_dir: Path,
     log_dir: Path,
-    ports: Mapping[str, int] = PORTS,
-    names: tuple[str, ...] = SERVICE_ORDER,
+    ports: Mapping[str, int] | None = None,
+    names: tuple[str, ...] | None = None,
     extra_args: Mapping[str, tuple[str, ...]] | None = None,
     report: bool = False,
-) -> AsyncIterator[dict[str, Service]]:
+) -> AsyncIterator[RunningSuite]:
     """Start the named services as subprocesses, wait until all answer, stop them on exit."""
-    services = [s for s in plan(personas_dir, state_dir, ports) if s.name in names]
+    services = [s for s in plan(personas_dir, state_dir, ports) if names is None or s.name in names]
     processes: dict[str, asyncio.subprocess.Process] = {}
     try:
         for service in services:
@@ -130,7 +161,7 @@ async def running_suite(
             seconds = await wait_until_ready(service, processes[service.name])
             if report:
                 print(f"  {service.name:<8} {service.address:<24} ready in {seconds:.1f} s", flush=True)
-        yield {service.name: service for service in services}
+        yield RunningSuite({service.name: service for service in services}, processes)
     finally:
         await _stop_all(processes)
 
@@ -149,30 +180,50 @@ async def _stop_all(processes: dict[str, asyncio.subprocess.Process]) -> None:
             await process.wait()
 
 
-async def run_suite(personas_dir: Path, state_dir: Path, log_dir: Path) -> int:
-    built = built_services()
-    names = tuple(name for name in SERVICE_ORDER if name in built)
+async def run_suite(
+    personas_dir: Path,
+    state_dir: Path,
+    log_dir: Path,
+    ports: Mapping[str, int] | None = None,
+    names: tuple[str, ...] | None = None,
+) -> int:
+    """Run the services until Ctrl-C; a service that stops by itself stops the suite with an error."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"Starting {len(names)} services on {HOST} (logs in {log_dir}/) ...", flush=True)
+    count = len(names) if names is not None else len(SERVICES)
+    print(f"Starting {count} services on {HOST} (logs in {log_dir}/) ...", flush=True)
     try:
-        async with running_suite(personas_dir, state_dir, log_dir, names=names, report=True):
-            for name in SERVICE_ORDER:
-                if name not in built:
-                    print(f"  {name:<8} not built yet", flush=True)
-            if {"asr", "persona", "tts", "talk"} <= built:
-                print("\nTry a voice turn:")
-                print("  .venv/bin/wyoming-persona talk --text 'What can you do?' --out reply.wav")
+        async with running_suite(personas_dir, state_dir, log_dir, ports, names, report=True) as suite:
+            print("\nTry a voice turn:")
+            print("  .venv/bin/wyoming-persona talk --text 'What can you do?' --out reply.wav")
             print("\nPress Ctrl-C to stop.", flush=True)
-            await stop.wait()
+            stopped = asyncio.ensure_future(stop.wait())
+            exited = asyncio.ensure_future(suite.wait_for_exit())
+            await asyncio.wait((stopped, exited), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            exited.cancel()
+            if not stop.is_set():
+                name, code = exited.result()
+                raise SuiteError(f"{name} stopped unexpectedly with exit code {code}{_tail(log_dir, name)}")
             print("Stopping ...", flush=True)
     except SuiteError as err:
-        print(f"error: {err}; see the logs in {log_dir}/", file=sys.stderr)
+        print(
+            f"error: {err}\nStopped the other services; logs are in {log_dir}/", file=sys.stderr, flush=True
+        )
         return 1
     print("All services stopped.", flush=True)
     return 0
+
+
+def _tail(log_dir: Path, name: str, lines: int = 5) -> str:
+    """The last lines of a service's log, indented, to show why it stopped."""
+    try:
+        text = (log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line}" for line in text)
 
 
 def main(argv: list[str] | None = None) -> int:

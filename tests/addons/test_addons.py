@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from wyoming_persona.personas import load_folder
+from wyoming_persona.services import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 ADDONS_DIR = REPO / "addons"
-EXPECTED = {"vad", "asr", "persona", "tts"}
+EXPECTED = {service.addon for service in SERVICES if service.addon}
 S6 = Path("rootfs/etc/s6-overlay/s6-rc.d")
 REQUIRED_KEYS = (
     "name",
@@ -155,6 +156,8 @@ def test_ports_exposed(slug: str) -> None:
         for tcp, port in LISTEN_PORT.findall(_code(script)):
             listened.add(int(tcp or port))
     assert listened == declared, f"{slug}: run scripts listen on {listened}, config exposes {declared}"
+    table = {service.port for service in SERVICES if service.addon == slug}
+    assert declared == table, f"{slug}: config exposes {declared}, the services table says {table}"
     discovery = ADDONS_DIR / slug / S6 / "discovery/run"
     if slug not in NO_DISCOVERY:
         announced = set(map(int, re.findall(r"tcp://\$\(hostname\):(\d+)", discovery.read_text())))

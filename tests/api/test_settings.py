@@ -11,7 +11,7 @@ from wyoming_persona.api.settings import (
     parse_mqtt_url,
     parse_service,
 )
-from wyoming_persona.options import PORTS
+from wyoming_persona.services import PORTS
 
 
 def test_parse_service() -> None:

@@ -57,8 +57,8 @@ async def suite(personas_dir: Path, state_dir: Path, tmp_path: Path) -> AsyncIte
     logs = tmp_path / "logs"
     logs.mkdir()
     async with asyncio.timeout(300):
-        async with running_suite(personas_dir, state_dir, logs, ports, ("asr", "persona", "tts")) as services:
-            yield {name: service.address for name, service in services.items()}
+        async with running_suite(personas_dir, state_dir, logs, ports, ("asr", "persona", "tts")) as running:
+            yield {name: service.address for name, service in running.services.items()}
 
 
 def talk(suite: dict[str, str], personas_dir: Path, state_dir: Path, *args: str) -> dict:

@@ -31,9 +31,9 @@ from wyoming.event import Event
 from wyoming.info import Info
 
 from ..audio import RATE, AudioChunk, AudioStart, AudioStop
+from ..audio_input import AudioInput
 from ..vad.segmenter import VadEventKind, VadSettings
 from ..vad.silero import SileroModel
-from ..vad.stream import AudioInput
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
 from .transcriber import Cancelled, TranscriptResult, WhisperTranscriber
 from .utterance import Utterance

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from wyoming.audio import AudioChunk
 
-from ..options import PORTS, add_persona_arguments, persona_manager
+from ..options import add_persona_arguments, persona_manager
 from ..personas import PersonaLoadError, UnknownPersonaError
+from ..services import PORTS
 from .audio_clip import AudioClip
 from .turn import Endpoints, TurnError, TurnResult, TurnTimings, run_turn, synthesize_question
 

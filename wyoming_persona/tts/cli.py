@@ -8,7 +8,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from ..options import add_persona_arguments, add_server_arguments, persona_manager
+from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
 from ..personas.loader import PersonaLoadError
 
 _LOGGER = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ async def _serve(args: argparse.Namespace, engine, factory, preload: bool) -> in
     if preload:
         await preload_voices(engine)
     try:
-        await serve(args.uri, factory, args.zeroconf)
+        async with engine.manager.watching():
+            await serve(args.uri, factory, args.zeroconf, metrics_options(args))
     finally:
         engine.pool.close()
     return 0
@@ -102,14 +103,14 @@ async def _serve(args: argparse.Namespace, engine, factory, preload: bool) -> in
 
 async def preload_voices(engine) -> None:
     """Load the active persona's voice first, then other personas' voices while the pool has room."""
-    from ..wyoming_server import ClientError
+    from .engine import VoiceRequestError
 
     personas = [engine.manager.active(), *engine.manager.personas.values()]
     wanted = []
     for persona in personas:
         try:
             voice = engine.resolve(persona.id).voice
-        except ClientError as err:
+        except VoiceRequestError as err:
             _LOGGER.warning("%s", err.text)
             continue
         if voice not in wanted:

@@ -10,7 +10,6 @@ from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeake
 from .. import __version__
 from ..personas.manager import PersonaManager
 from ..personas.model import Persona
-from ..wyoming_server import ClientError
 from .pool import VoicePool
 from .voices import VoiceCatalog, VoiceFile, VoiceNotFoundError
 from .worker import VoiceSettings
@@ -23,6 +22,15 @@ PROGRAM_ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.co
 ACTIVE_VOICE = "active"
 """A voice that always speaks as the active persona: what an HA pipeline picks to follow switches,
 since HA sends the pipeline's chosen voice with every request."""
+
+
+class VoiceRequestError(LookupError):
+    """The requested voice, speaker or persona voice cannot be used; `code` names the kind of problem."""
+
+    def __init__(self, text: str, code: str) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -70,14 +78,14 @@ class TtsEngine:
         voices = self.catalog.voices()
         voice = voices.get(name)
         if voice is None:
-            raise ClientError(
+            raise VoiceRequestError(
                 f"unknown voice {name!r}; available voices: {', '.join(self.available(voices))}",
                 "unknown-voice",
             )
         try:
             speaker_id = voice.speaker_id(speaker)
         except VoiceNotFoundError as err:
-            raise ClientError(str(err), "unknown-speaker") from None
+            raise VoiceRequestError(str(err), "unknown-speaker") from None
         return Target(voice.name, voice, self._settings(speaker_id=speaker_id))
 
     def available(self, voices: dict[str, VoiceFile] | None = None) -> list[str]:
@@ -91,7 +99,7 @@ class TtsEngine:
             voice = self.catalog.resolve(spec.model)
             speaker_id = voice.speaker_id(spec.speaker)
         except VoiceNotFoundError as err:
-            raise ClientError(f"persona {persona.id!r} cannot speak: {err}", "voice-missing") from None
+            raise VoiceRequestError(f"persona {persona.id!r} cannot speak: {err}", "voice-missing") from None
         settings = self._settings(
             speaker_id=speaker_id, speed=spec.speed, pitch=spec.pitch, volume=spec.volume
         )

@@ -15,10 +15,10 @@ from wyoming.info import Info
 from wyoming.vad import VoiceStarted, VoiceStopped
 
 from ..audio import AudioChunk, AudioStart, AudioStop, pcm_to_float
+from ..audio_input import AudioInput
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
 from .segmenter import VadEvent, VadEventKind, VadSettings, VoiceActivityDetector
 from .silero import SileroModel
-from .stream import AudioInput
 
 
 def vad_info() -> Info:

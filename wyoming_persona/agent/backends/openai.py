@@ -5,28 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import aiohttp
 
 from .base import BackendError, ChatRequest, Delta
+from .settings import BackendSettings, OpenAISettings
 
 _LOGGER = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
-DEFAULT_MODEL = "default"
-
-
-@dataclass(frozen=True)
-class OpenAISettings:
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL
-    api_key: str | None = field(default=None, repr=False)
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    connect_timeout: float = 10.0
-
 
 class OpenAIChatBackend:
     """Streams `<base_url>/chat/completions` with `stream: true` and parses the server-sent events."""
@@ -116,3 +101,7 @@ def _parse_sse_line(raw: bytes) -> Delta | None:
     if not content and not finish:
         return None
     return Delta(content, finish)
+
+
+async def create(settings: BackendSettings) -> OpenAIChatBackend:
+    return OpenAIChatBackend(settings.openai)

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import aiohttp
 import httpx
 import ollama
 
 from .base import BackendError, ChatRequest, Delta
+from .settings import BackendSettings, OllamaSettings
 
 _LOGGER = logging.getLogger(__name__)
-
-DEFAULT_HOST = "http://127.0.0.1:11434"
-DEFAULT_MODEL = "llama3.2"
-
-
-@dataclass(frozen=True)
-class OllamaSettings:
-    host: str = DEFAULT_HOST
-    model: str = DEFAULT_MODEL
-    keep_alive: str | float | None = "5m"
-    num_ctx: int | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    timeout: float = 30.0
-    """httpx timeout for connect/read; the service adds its own first-token and overall limits."""
-
 
 class OllamaChatBackend:
     """Streams `/api/chat` replies from an Ollama server."""
@@ -74,21 +56,5 @@ class OllamaChatBackend:
         await self._client.close()
 
 
-async def probe_ollama(host: str, wait: float = 2.0) -> bool:
-    """True if an Ollama server answers `GET /api/tags` at `host` within `wait` seconds."""
-    url = host.rstrip("/") + "/api/tags"
-    if "://" not in url:
-        url = "http://" + url
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait)) as session,
-            session.get(url) as response,
-        ):
-            if response.status != 200:
-                _LOGGER.debug("Ollama probe at %s: HTTP %s", url, response.status)
-                return False
-            await response.json(content_type=None)
-            return True
-    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        _LOGGER.debug("Ollama probe at %s failed: %s", url, err or type(err).__name__)
-        return False
+async def create(settings: BackendSettings) -> OllamaChatBackend:
+    return OllamaChatBackend(settings.ollama)

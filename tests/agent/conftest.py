@@ -21,15 +21,11 @@ from aiohttp import web
 from wyoming.asr import Transcript
 from wyoming.event import Event, async_read_event, async_write_event
 
-from wyoming_persona.persona.backends import (
-    ChatRequest,
-    Delta,
-    EmbeddedSettings,
-    LlamaCppChatBackend,
-)
-from wyoming_persona.persona.chat import ChatSettings, PersonaChat
-from wyoming_persona.persona.handler import PersonaEventHandler, build_info
-from wyoming_persona.persona.history import ConversationStore
+from wyoming_persona.agent.backends import ChatRequest, Delta, EmbeddedSettings
+from wyoming_persona.agent.backends.embedded import LlamaCppChatBackend
+from wyoming_persona.agent.chat import ChatSettings, PersonaChat
+from wyoming_persona.agent.handler import PersonaEventHandler, build_info
+from wyoming_persona.agent.history import ConversationStore
 from wyoming_persona.personas import PersonaManager
 from wyoming_persona.wyoming_server import ServiceServer
 

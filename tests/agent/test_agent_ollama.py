@@ -8,15 +8,15 @@ import logging
 from wyoming.asr import Transcript
 from wyoming.event import async_read_event, async_write_event
 
-from wyoming_persona.persona.backends import (
+from wyoming_persona.agent.backends import (
     BackendKind,
     BackendSettings,
-    OllamaChatBackend,
     OllamaSettings,
     create_backend,
     probe_ollama,
 )
-from wyoming_persona.persona.chat import ChatSettings
+from wyoming_persona.agent.backends.ollama import OllamaChatBackend
+from wyoming_persona.agent.chat import ChatSettings
 from wyoming_persona.personas import build_system_prompt
 
 from .conftest import assert_stream_order, handled, persona_server, say

@@ -65,7 +65,7 @@ class PersonaChat:
 
     async def respond(self, text: str, conversation_id: str, on_chunk: OnChunk) -> Reply:
         """Answer `text`; every speakable chunk goes to `on_chunk` as soon as it is ready."""
-        persona = await asyncio.to_thread(self.manager.active)
+        persona = self.manager.active()
         command = recognize(text, self.manager.personas.values())
         if command is not None:
             reply = await self._command(command, persona, conversation_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from wyoming_persona.persona.commands import CommandKind, match_persona, recognize
-from wyoming_persona.persona.history import ConversationStore, HistorySettings
-from wyoming_persona.persona.shaping import ReplyShaper
+from wyoming_persona.agent.commands import CommandKind, match_persona, recognize
+from wyoming_persona.agent.history import ConversationStore, HistorySettings
+from wyoming_persona.agent.shaping import ReplyShaper
 from wyoming_persona.speakable import is_speakable
 
 

@@ -8,7 +8,8 @@ from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 
-from wyoming_persona.persona.backends import OllamaChatBackend, OllamaSettings
+from wyoming_persona.agent.backends import OllamaSettings
+from wyoming_persona.agent.backends.ollama import OllamaChatBackend
 from wyoming_persona.personas import PersonaManager
 
 from .conftest import assert_stream_order, handled, persona_server, say

@@ -7,17 +7,26 @@ import asyncio
 import functools
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..options import add_persona_arguments, add_server_arguments, persona_manager
-from ..personas import PersonaManager
-from .backends import BackendKind, BackendSettings, EmbeddedSettings, OllamaSettings, OpenAISettings
-from .backends.embedded import DEFAULT_N_CTX
-from .backends.ollama import DEFAULT_HOST
-from .backends.ollama import DEFAULT_MODEL as DEFAULT_OLLAMA_MODEL
-from .backends.openai import DEFAULT_BASE_URL
-from .backends.openai import DEFAULT_MODEL as DEFAULT_OPENAI_MODEL
+from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
+from ..personas import PersonaLoadError, PersonaManager
+from ..service_metrics import MetricsOptions
+from .backends.base import BackendError
+from .backends.settings import (
+    DEFAULT_N_CTX,
+    DEFAULT_OLLAMA_HOST,
+    DEFAULT_OLLAMA_MODEL,
+    DEFAULT_OPENAI_BASE_URL,
+    DEFAULT_OPENAI_MODEL,
+    BackendKind,
+    BackendSettings,
+    EmbeddedSettings,
+    OllamaSettings,
+    OpenAISettings,
+)
 from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings
 from .history import DEFAULT_MAX_TURNS, DEFAULT_TTL, HistorySettings
 
@@ -31,6 +40,7 @@ class ServiceSettings:
     backend: BackendSettings
     chat: ChatSettings
     history: HistorySettings
+    metrics: MetricsOptions | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ollama")
     group.add_argument(
         "--ollama-host",
-        default=os.environ.get("OLLAMA_HOST", DEFAULT_HOST),
+        default=os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST),
         help="Ollama server (env OLLAMA_HOST; default: %(default)s)",
     )
     group.add_argument("--ollama-model", default=DEFAULT_OLLAMA_MODEL, help="default: %(default)s")
@@ -89,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-ctx", type=int, default=None, help="Ollama context size")
 
     group = parser.add_argument_group("openai-compatible")
-    group.add_argument("--openai-base-url", default=DEFAULT_BASE_URL, help="default: %(default)s")
+    group.add_argument("--openai-base-url", default=DEFAULT_OPENAI_BASE_URL, help="default: %(default)s")
     group.add_argument("--openai-model", default=DEFAULT_OPENAI_MODEL, help="default: %(default)s")
     group.add_argument(
         "--openai-api-key", default=os.environ.get("OPENAI_API_KEY"), help="API key (env OPENAI_API_KEY)"
@@ -147,6 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
             timeout=args.timeout, reply_timeout=args.reply_timeout, max_reply_tokens=args.max_reply_tokens
         ),
         history=HistorySettings(max_turns=args.max_turns, ttl=args.history_ttl),
+        metrics=metrics_options(args),
     )
 
 
@@ -159,10 +170,24 @@ def _keep_alive(value: str) -> str | float:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve; a start that cannot work (bad personas, no model, port taken) is one `error:` line, exit 1."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = settings_from_args(args)
-    manager = persona_manager(args)
-    asyncio.run(serve_persona(settings, manager))
+    try:
+        manager = persona_manager(args)
+    except PersonaLoadError as err:
+        for error in err.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve_persona(settings, manager))
+    except BackendError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. the port is taken
+        _LOGGER.debug("Start failed", exc_info=True)
+        print(f"error: cannot serve on {settings.uri}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -175,6 +200,11 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
 
     backend = await create_backend(settings.backend)
     try:
+        problem = await probe_server(settings.backend)
+        if problem is not None:
+            _LOGGER.warning(
+                "%s; starting anyway: replies are the persona's fallback line until it answers", problem
+            )
         chat = PersonaChat(manager, backend, ConversationStore(settings.history), settings.chat)
         _LOGGER.info(
             "Persona service: backend %s, %d personas, active %r, timeout %.0fs",
@@ -185,6 +215,38 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
         )
         info = functools.partial(build_info, manager, backend.name)
         factory = functools.partial(PersonaEventHandler, info=info, chat=chat)
-        await serve(settings.uri, factory, settings.zeroconf)
+        async with manager.watching():
+            await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
     finally:
         await backend.close()
+
+
+async def probe_server(settings: BackendSettings) -> str | None:
+    """Why the configured LLM server does not answer now, or None (also for the embedded model).
+
+    A server that is down at start is not fatal: Home Assistant starts add-ons in any order and
+    Ollama may live on a machine that boots later. Each reply connects anew, so the service
+    recovers by itself; the warning says why the first replies are the fallback line.
+    """
+    import aiohttp
+
+    from .backends import probe_ollama
+
+    if settings.kind is BackendKind.OLLAMA:
+        host = settings.ollama.host
+        if await probe_ollama(host, settings.probe_timeout):
+            return None
+        return f"Ollama at {host} does not answer"
+    if settings.kind is not BackendKind.OPENAI:
+        return None
+    url = settings.openai.base_url.rstrip("/") + "/models"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.probe_timeout)) as session,
+            session.get(url) as response,
+        ):
+            _LOGGER.debug("OpenAI-compatible probe %s: HTTP %s", url, response.status)
+            return None  # any HTTP answer (even 401 or 404) means the server is there
+    except (aiohttp.ClientError, TimeoutError) as err:
+        reason = err or type(err).__name__
+        return f"the OpenAI-compatible server at {settings.openai.base_url} does not answer ({reason})"

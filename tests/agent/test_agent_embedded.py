@@ -8,7 +8,7 @@ import pytest
 from wyoming.asr import Transcript
 from wyoming.event import async_read_event, async_write_event
 
-from wyoming_persona.persona.backends import ChatRequest
+from wyoming_persona.agent.backends import ChatRequest
 from wyoming_persona.personas import build_system_prompt
 from wyoming_persona.speakable import is_speakable
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from wyoming_persona.persona.backends import OpenAIChatBackend, OpenAISettings
-from wyoming_persona.persona.chat import ChatSettings
+from wyoming_persona.agent.backends import OpenAISettings
+from wyoming_persona.agent.backends.openai import OpenAIChatBackend
+from wyoming_persona.agent.chat import ChatSettings
 from wyoming_persona.personas import build_system_prompt
 
 from .conftest import assert_stream_order, handled, persona_server, say

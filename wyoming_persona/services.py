@@ -1,0 +1,109 @@
+"""The one table of what `wyoming-persona` runs: each service's name, default port, CLI module and add-on.
+
+The CLI, `make run`, the API's health defaults and the add-on tests all read this table, so adding a
+service means one row here plus the service's own folder (with a `cli.py` that has
+`add_arguments(parser)` and `run(args) -> int`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of the console script that is not a server (a tool run once)."""
+
+    name: str
+    module: str
+    help: str
+
+
+@dataclass(frozen=True)
+class Service(Command):
+    """A long-running server: what `make run` starts, the API probes and an add-on ships."""
+
+    port: int = 0
+    addon: str | None = None
+    """Slug of the add-on that runs this service (several services may share one add-on)."""
+    wyoming: bool = True
+    """False for a plain HTTP service (answers a TCP connect, not `describe`)."""
+    uses_personas: bool = False
+    """Needs `--personas-dir/--state-dir` (reads the persona folder and the active persona)."""
+    suite_args: tuple[str, ...] = ()
+    """Extra flags `make run` passes (on top of `--uri` or `--host/--port`)."""
+    metrics_port: int = 0
+    """Port of the service's Prometheus `/metrics` (`--metrics-port`, by convention port + 1000); 0 = none.
+    Kept off the add-ons' published ports: the API scrapes it over the add-on network."""
+
+
+# Wyoming custom: piper 10200, whisper 10300; ours follow the same pattern. Listed in start order.
+SERVICES: tuple[Service, ...] = (
+    Service(
+        "vad",
+        "wyoming_persona.vad.cli",
+        "Silero voice activity detection server",
+        10350,
+        "vad",
+        metrics_port=11350,
+    ),
+    Service(
+        "asr",
+        "wyoming_persona.asr.cli",
+        "faster-whisper speech-to-text server",
+        10300,
+        "asr",
+        # Our own clients (talk, satellites without a VAD) let the ASR end the utterance itself after
+        # 500 ms of silence: longer than a spoken comma, short enough to answer quickly.
+        suite_args=("--endpointing-ms", "500"),
+        metrics_port=11300,
+    ),
+    Service(
+        "persona",
+        "wyoming_persona.agent.cli",
+        "persona LLM (Wyoming handle) server",
+        10500,
+        "persona",
+        uses_personas=True,
+        metrics_port=11500,
+    ),
+    Service(
+        "tts",
+        "wyoming_persona.tts.cli",
+        "Piper text-to-speech server with persona voices",
+        10200,
+        "tts",
+        uses_personas=True,
+        metrics_port=11200,
+    ),
+    Service(
+        "api",
+        "wyoming_persona.api.cli",
+        "HTTP control API and MQTT persona entity",
+        10580,
+        "persona",
+        wyoming=False,
+        uses_personas=True,
+    ),
+)
+
+TOOLS: tuple[Command, ...] = (
+    Command("talk", "wyoming_persona.talk.cli", "one voice turn through running services"),
+    Command("personas", "wyoming_persona.personas.cli", "list, show, check and switch personas"),
+)
+
+PORTS: Mapping[str, int] = {service.name: service.port for service in SERVICES}
+
+
+def service(name: str, services: tuple[Service, ...] = SERVICES) -> Service:
+    """The row of the named service (KeyError if there is none)."""
+    for candidate in services:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)
+
+
+def wyoming_services(services: tuple[Service, ...] = SERVICES) -> tuple[Service, ...]:
+    """The services that speak Wyoming (the ones a health check asks to `describe` itself)."""
+    return tuple(s for s in services if s.wyoming)
