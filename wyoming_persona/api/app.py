@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .. import __version__
@@ -23,7 +26,9 @@ from ..personas import Persona, PersonaError, PersonaManager, build_system_promp
 from ..personas.loader import MAX_FILE_BYTES, PERSONA_ID, parse_persona
 from .health import probe_all
 from .lookup import find_persona, option_labels
-from .metrics import ApiMetrics
+from .metrics import ApiMetrics, render_merged
+from .openapi import load_openapi
+from .scrape import scrape_all
 from .settings import ApiSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,6 +36,11 @@ _LOGGER = logging.getLogger(__name__)
 MANAGER = web.AppKey("manager", PersonaManager)
 SETTINGS = web.AppKey("settings", ApiSettings)
 METRICS = web.AppKey("metrics", ApiMetrics)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+OPENAPI = web.AppKey("openapi", bytes)
+
+MAX_BODY_BYTES = MAX_FILE_BYTES + 1024
+"""Largest request body: a persona file plus room for the rest of a request."""
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -42,11 +52,14 @@ def make_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[_metrics_middleware, _error_middleware, _auth_middleware],
-        client_max_size=MAX_FILE_BYTES + 1024,
+        client_max_size=MAX_BODY_BYTES,
     )
     app[MANAGER] = manager
     app[SETTINGS] = settings
     app[METRICS] = metrics or ApiMetrics()
+    app[OPENAPI] = load_openapi()
+    app.cleanup_ctx.append(_watch_personas)
+    app.cleanup_ctx.append(_http_session)
     app.router.add_get("/api/personas", list_personas)
     app.router.add_get("/api/personas/{persona_id}", show_persona)
     app.router.add_get("/api/active", get_active)
@@ -55,7 +68,21 @@ def make_app(
     app.router.add_post("/api/validate", validate_persona)
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/api/openapi.json", openapi_view)
     return app
+
+
+async def _watch_personas(app: web.Application) -> AsyncIterator[None]:
+    """Views read the manager's memory; its watcher keeps that current while the app runs."""
+    async with app[MANAGER].watching():
+        yield
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    """The client session that scrapes the services' metrics (each scrape has its own timeout)."""
+    async with aiohttp.ClientSession() as session:
+        app[HTTP] = session
+        yield
 
 
 # -- middleware ---------------------------------------------------------------------------------
@@ -93,8 +120,12 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         elif err.status == 413:
             message = f"request body larger than {MAX_FILE_BYTES} bytes"
         if err.content_type == "application/json" and err.text:
-            return web.json_response(json.loads(err.text), status=err.status)
-        return json_error(err.status, message)
+            response = web.json_response(json.loads(err.text), status=err.status)
+        else:
+            response = json_error(err.status, message)
+        if "Allow" in err.headers:  # a 405 says which methods the endpoint has
+            response.headers["Allow"] = err.headers["Allow"]
+        return response
     except Exception:  # the one boundary: log it, answer JSON, keep serving
         _LOGGER.exception("Unexpected error in %s %s", request.method, request.path)
         return json_error(500, "internal error; see the API log")
@@ -102,14 +133,42 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without a token only loopback peers are served (403 otherwise); with one, every request needs it.
+
+    An authorised request whose declared body is over the limit is refused (413) before it is read;
+    a body without a length is cut at the same limit when read.
+    """
     token = request.app[SETTINGS].token
     if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if not token_matches(request.headers.get("Authorization", ""), token):
             response = json_error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="wyoming-persona"'
             return response
+    elif not _is_loopback_peer(request.remote):
+        return json_error(403, "no --token is set: the API only answers requests from this machine")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return json_error(413, f"request body larger than {MAX_FILE_BYTES} bytes")
     return await handler(request)
+
+
+def token_matches(authorization: str, token: str) -> bool:
+    """`Bearer <token>` in constant time: both sides are hashed first, so even the length does not leak."""
+    scheme, _, given = authorization.partition(" ")
+    given_digest = hashlib.sha256(given.strip().encode("utf-8", "surrogateescape")).digest()
+    token_digest = hashlib.sha256(token.encode("utf-8")).digest()
+    return hmac.compare_digest(given_digest, token_digest) and scheme.lower() == "bearer"
+
+
+def _is_loopback_peer(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False  # not an IP peer (a unix socket has no remote address in aiohttp)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _raise(status: int, message: str, **extra: Any) -> web.HTTPException:
@@ -197,7 +256,7 @@ async def put_active(request: web.Request) -> web.Response:
     previous = manager.active().id
     persona = await asyncio.to_thread(manager.set_active, persona.id)
     if persona.id != previous:
-        request.app[METRICS].switches.inc((("source", "api"),))
+        request.app[METRICS].count_switch("api")
     return web.json_response({"id": persona.id, "name": persona.name, "previous": previous})
 
 
@@ -218,7 +277,7 @@ async def reload_personas(request: web.Request) -> web.Response:
 async def validate_persona(request: web.Request) -> web.Response:
     """Validate a persona YAML body (`?id=` names the file it would be); nothing is written."""
     persona_id = request.query.get("id", "persona")
-    if not PERSONA_ID.match(persona_id):
+    if not PERSONA_ID.fullmatch(persona_id):  # match() would let a trailing newline through
         raise _raise(422, f"id {persona_id!r} must be lowercase letters, digits, _ or -")
     raw = await request.read()
     if not raw.strip():
@@ -279,12 +338,25 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    """Probes the services on each scrape (like a blackbox exporter), then renders every metric."""
+    """Probes the services (like a blackbox exporter) and scrapes their own metrics on each scrape.
+
+    A service that does not answer shows as `wyoming_persona_scrape_up{service=...} 0`; this endpoint
+    itself still answers 200 with everything it has.
+    """
     app = request.app
-    await _probe(app)
-    manager = app[MANAGER]
-    app[METRICS].set_personas(list(manager.personas), manager.active().id)
-    return web.Response(
-        body=app[METRICS].render().encode("utf-8"),
-        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},
+    settings = app[SETTINGS]
+    _, scraped = await asyncio.gather(
+        _probe(app), scrape_all(app[HTTP], settings.scrape, settings.health_timeout)
     )
+    metrics = app[METRICS]
+    for result in scraped:
+        metrics.observe_scrape(result.name, result.ok, result.seconds)
+    manager = app[MANAGER]
+    metrics.set_personas(list(manager.personas), manager.active().id)
+    body = render_merged(metrics, [(r.name, r.families) for r in scraped if r.ok])
+    return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (kept in openapi.json beside this module)."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

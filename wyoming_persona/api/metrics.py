@@ -1,156 +1,180 @@
-"""Prometheus text exposition written by hand: a few counters, gauges and histograms.
+"""The API's own Prometheus metrics (prometheus_client, one registry per app) and the merged exposition.
 
-What the API can measure is what it sees: its own requests, its own health probes of each Wyoming
-service (latency of `describe`, up or down), persona switches it made and the persona snapshot.
-Requests HA sends to the Wyoming services themselves do not pass through this process, so they are
-not counted here.
+What the API measures itself: its own HTTP requests, its health probes of each Wyoming service
+(`describe` latency, up or down), persona switches it made, the persona snapshot, and whether each
+service's own `/metrics` answered (`wyoming_persona_scrape_up`). Request counts and latencies of the
+Wyoming services are measured by the services themselves (`service_metrics`) and merged in by
+`render_merged` on each scrape of the API.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+
+_LOGGER = logging.getLogger(__name__)
 
 Labels = tuple[tuple[str, str], ...]
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    body = ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
-    return "{" + body + "}"
+class _LabelledCounter:
+    """`inc(labels)` with labels as pairs, the call the MQTT bridge makes (`switches.inc(...)`)."""
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-@dataclass
-class Counter:
-    name: str
-    help: str
-    values: dict[Labels, float] = field(default_factory=lambda: defaultdict(float))
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
 
     def inc(self, labels: Labels = (), amount: float = 1.0) -> None:
-        self.values[labels] += amount
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(self.values.items())]
-        return lines
-
-
-@dataclass
-class Gauge:
-    name: str
-    help: str
-    values: dict[Labels, float] = field(default_factory=dict)
-
-    def set(self, labels: Labels, value: float) -> None:
-        self.values[labels] = value
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge"]
-        lines += [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(self.values.items())]
-        return lines
-
-
-@dataclass
-class Histogram:
-    name: str
-    help: str
-    buckets: tuple[float, ...] = PROBE_BUCKETS
-    counts: dict[Labels, list[int]] = field(default_factory=dict)
-    sums: dict[Labels, float] = field(default_factory=lambda: defaultdict(float))
-
-    def observe(self, labels: Labels, value: float) -> None:
-        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-        for index, bound in enumerate((*self.buckets, math.inf)):
-            if value <= bound:
-                counts[index] += 1
-        self.sums[labels] += value
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for labels, counts in sorted(self.counts.items()):
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                lines.append(f"{self.name}_bucket{_labels((*labels, ('le', _number(bound))))} {count}")
-            lines.append(f"{self.name}_sum{_labels(labels)} {_number(self.sums[labels])}")
-            lines.append(f"{self.name}_count{_labels(labels)} {counts[-1]}")
-        return lines
+        self._counter.labels(**dict(labels)).inc(amount)
 
 
 class ApiMetrics:
-    """Every metric this process exports; one instance per app."""
+    """Every metric this process exports about itself; one instance (and registry) per app."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
         self.requests = Counter(
-            "wyoming_persona_api_requests_total", "HTTP requests answered by the control API."
+            "wyoming_persona_api_requests",
+            "HTTP requests answered by the control API.",
+            ("method", "route", "status"),
+            registry=reg,
         )
         self.errors = Counter(
-            "wyoming_persona_api_errors_total", "HTTP requests answered with a 4xx or 5xx status."
+            "wyoming_persona_api_errors",
+            "HTTP requests answered with a 4xx or 5xx status.",
+            ("method", "route"),
+            registry=reg,
         )
         self.request_seconds = Histogram(
-            "wyoming_persona_api_request_duration_seconds", "Time to answer an HTTP request."
+            "wyoming_persona_api_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ("method", "route"),
+            buckets=PROBE_BUCKETS,
+            registry=reg,
         )
         self.service_up = Gauge(
-            "wyoming_persona_service_up", "1 if the Wyoming service answered describe at the last probe."
+            "wyoming_persona_service_up",
+            "1 if the Wyoming service answered describe at the last probe.",
+            ("service",),
+            registry=reg,
         )
         self.probe_seconds = Histogram(
             "wyoming_persona_service_probe_duration_seconds",
             "Time for a Wyoming service to answer describe (health probes by this API).",
+            ("service",),
+            buckets=PROBE_BUCKETS,
+            registry=reg,
         )
         self.probe_failures = Counter(
-            "wyoming_persona_service_probe_failures_total", "Health probes that failed, per service."
+            "wyoming_persona_service_probe_failures",
+            "Health probes that failed, per service.",
+            ("service",),
+            registry=reg,
         )
-        self.switches = Counter(
-            "wyoming_persona_persona_switches_total", "Active persona changes made through this process."
+        self.scrape_up = Gauge(
+            "wyoming_persona_scrape_up",
+            "1 if the service's own /metrics answered at the last scrape (its metrics are merged in).",
+            ("service",),
+            registry=reg,
         )
-        self.personas = Gauge("wyoming_persona_personas", "Personas in the current snapshot.")
-        self.active = Gauge("wyoming_persona_active_persona", "1 for the active persona.")
+        self.scrape_seconds = Gauge(
+            "wyoming_persona_scrape_duration_seconds",
+            "Time the last scrape of the service's /metrics took.",
+            ("service",),
+            registry=reg,
+        )
+        self._switches = Counter(
+            "wyoming_persona_persona_switches",
+            "Active persona changes made through this process.",
+            ("source",),
+            registry=reg,
+        )
+        self.switches = _LabelledCounter(self._switches)
+        self.personas = Gauge("wyoming_persona_personas", "Personas in the current snapshot.", registry=reg)
+        self.active = Gauge(
+            "wyoming_persona_active_persona", "1 for the active persona.", ("persona",), registry=reg
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = (("method", method), ("route", route))
-        self.requests.inc((*labels, ("status", str(status))))
+        self.requests.labels(method, route, str(status)).inc()
         if status >= 400:
-            self.errors.inc(labels)
-        self.request_seconds.observe(labels, seconds)
+            self.errors.labels(method, route).inc()
+        self.request_seconds.labels(method, route).observe(seconds)
 
     def observe_probe(self, service: str, ok: bool, seconds: float) -> None:
-        labels = (("service", service),)
-        self.service_up.set(labels, 1.0 if ok else 0.0)
+        self.service_up.labels(service).set(1.0 if ok else 0.0)
         if ok:
-            self.probe_seconds.observe(labels, seconds)
+            self.probe_seconds.labels(service).observe(seconds)
         else:
-            self.probe_failures.inc(labels)
+            self.probe_failures.labels(service).inc()
+
+    def observe_scrape(self, service: str, ok: bool, seconds: float) -> None:
+        self.scrape_up.labels(service).set(1.0 if ok else 0.0)
+        self.scrape_seconds.labels(service).set(seconds)
+
+    def count_switch(self, source: str) -> None:
+        self._switches.labels(source).inc()
 
     def set_personas(self, persona_ids: list[str], active_id: str) -> None:
-        self.personas.set((), float(len(persona_ids)))
-        self.active.values = {(("persona", pid),): float(pid == active_id) for pid in persona_ids}
+        self.personas.set(len(persona_ids))
+        self.active.clear()  # a persona removed from the folder leaves the snapshot
+        for persona_id in persona_ids:
+            self.active.labels(persona_id).set(1.0 if persona_id == active_id else 0.0)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        for metric in (
-            self.requests,
-            self.errors,
-            self.request_seconds,
-            self.service_up,
-            self.probe_seconds,
-            self.probe_failures,
-            self.switches,
-            self.personas,
-            self.active,
-        ):
-            lines += metric.render()
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Families:
+    """A collector of fixed metric families (what `generate_latest` needs)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def merge_families(own: Iterable[Metric], scraped: Iterable[tuple[str, Iterable[Metric]]]) -> list[Metric]:
+    """The API's families, then each service's, one family per name (the `service` label tells them apart).
+
+    Every scraped sample gets `service="<scrape target name>"` (the API's name for it wins, as with
+    Prometheus's own target labels). A scraped family whose name the API uses itself, or that has a
+    different type than the same name from another service, is dropped with a warning.
+    """
+    merged: dict[str, Metric] = {}
+    for family in own:
+        merged[family.name] = family
+    own_names = set(merged)
+    for service, families in scraped:
+        for family in families:
+            if family.name in own_names:
+                _LOGGER.warning("Metrics of %s: %s is the API's own metric; dropped", service, family.name)
+                continue
+            target = merged.get(family.name)
+            if target is None:
+                target = Metric(family.name, family.documentation, family.type, family.unit)
+                merged[family.name] = target
+            elif target.type != family.type:
+                _LOGGER.warning(
+                    "Metrics of %s: %s is a %s here but a %s elsewhere; dropped",
+                    service,
+                    family.name,
+                    family.type,
+                    target.type,
+                )
+                continue
+            for sample in family.samples:
+                labels = {**sample.labels, "service": service}
+                target.add_sample(sample.name, labels, sample.value, sample.timestamp, sample.exemplar)
+    return list(merged.values())
+
+
+def render_merged(metrics: ApiMetrics, scraped: Iterable[tuple[str, Iterable[Metric]]]) -> bytes:
+    """Text exposition of the API's registry plus every scraped service, without duplicate families."""
+    return generate_latest(_Families(merge_families(metrics.registry.collect(), scraped)))

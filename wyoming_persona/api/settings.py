@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from ..options import PORTS
+from ..services import PORTS, SERVICES, Service, wyoming_services
 
 DEFAULT_HEALTH_TIMEOUT = 2.0
 
@@ -24,12 +24,22 @@ class ServiceTarget:
 
 
 @dataclass(frozen=True)
+class ScrapeTarget:
+    """A service's Prometheus endpoint that the API's `/metrics` fetches and merges into its own."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     host: str = "127.0.0.1"
     port: int = PORTS["api"]
     token: str | None = None
     services: tuple[ServiceTarget, ...] = ()
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT
+    """Seconds a service has to answer `describe`, and to answer a metrics scrape."""
+    scrape: tuple[ScrapeTarget, ...] = ()
 
     def check(self) -> None:
         """Refuse settings that would expose an unauthenticated API to the network."""
@@ -66,11 +76,38 @@ def is_loopback(host: str) -> bool:
         return False  # a host name or a wildcard: assume it is reachable from outside
 
 
-def default_services(host: str = "127.0.0.1") -> tuple[ServiceTarget, ...]:
-    """The services `make run` starts, on their default ports."""
+def default_services(
+    host: str = "127.0.0.1", services: tuple[Service, ...] = SERVICES
+) -> tuple[ServiceTarget, ...]:
+    """The Wyoming services of the services table, on their default ports."""
+    return tuple(ServiceTarget(s.name, f"tcp://{host}:{s.port}") for s in wyoming_services(services))
+
+
+def default_scrape_targets(
+    host: str = "127.0.0.1", services: tuple[Service, ...] = SERVICES
+) -> tuple[ScrapeTarget, ...]:
+    """The metrics endpoints of the services table, on their default ports."""
     return tuple(
-        ServiceTarget(name, f"tcp://{host}:{PORTS[name]}") for name in ("vad", "asr", "persona", "tts")
+        ScrapeTarget(s.name, f"http://{host}:{s.metrics_port}/metrics")
+        for s in wyoming_services(services)
+        if s.metrics_port
     )
+
+
+def parse_scrape(text: str) -> ScrapeTarget:
+    """`NAME=http://HOST:PORT/metrics` into a ScrapeTarget."""
+    name, sep, url = text.partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not name or not url:
+        raise SettingsError(f"--scrape {text!r}: expected NAME=http://HOST:PORT/metrics")
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+        raise SettingsError(f"--scrape {text!r}: expected an http://HOST:PORT/metrics URL")
+    return ScrapeTarget(name, url)
 
 
 def parse_service(text: str) -> ServiceTarget:

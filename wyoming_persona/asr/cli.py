@@ -9,7 +9,7 @@ import os
 from functools import partial
 from pathlib import Path
 
-from ..options import add_server_arguments
+from ..options import add_server_arguments, metrics_options
 from ..wyoming_server import FrameLimits, serve
 from .models import DEFAULT_CACHE_DIR, DEFAULT_MODEL, KNOWN_MODELS
 
@@ -114,11 +114,11 @@ def run(args: argparse.Namespace) -> int:
         no_speech_seconds=args.no_speech_seconds,
     )
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
-    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits))
+    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits, metrics_options(args)))
     return 0
 
 
-async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
+async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=None) -> None:
     from ..vad.silero import SileroModel
     from .handler import AsrEventHandler
     from .info import asr_info
@@ -148,6 +148,6 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits) -> None:
         settings=settings,
     )
     try:
-        await serve(uri, factory, zeroconf)
+        await serve(uri, factory, zeroconf, metrics)
     finally:
         transcriber.close()

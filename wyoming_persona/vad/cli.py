@@ -8,7 +8,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from ..options import add_server_arguments
+from ..options import add_server_arguments, metrics_options
 from ..wyoming_server import FrameLimits, serve
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
         _LOGGER.error("%s", err)
         return 2
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
-    asyncio.run(_main(args.uri, args.zeroconf, args.vad_model, settings, limits))
+    asyncio.run(_main(args.uri, args.zeroconf, args.vad_model, settings, limits, metrics_options(args)))
     return 0
 
 
 async def _main(
-    uri: str, zeroconf: str | None, model_path: Path | None, settings, limits: FrameLimits
+    uri: str, zeroconf: str | None, model_path: Path | None, settings, limits: FrameLimits, metrics=None
 ) -> None:
     from .handler import VadEventHandler, vad_info
     from .silero import SileroModel
@@ -70,4 +70,4 @@ async def _main(
         settings.min_silence_ms,
     )
     factory = partial(VadEventHandler, info=vad_info, limits=limits, model=model, settings=settings)
-    await serve(uri, factory, zeroconf)
+    await serve(uri, factory, zeroconf, metrics)
