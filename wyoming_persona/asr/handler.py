@@ -133,6 +133,8 @@ class AsrEventHandler(WyomingService):
             await asyncio.wait([self._answering])
 
     def _on_transcribe(self, request: Transcribe) -> None:
+        if request.language is not None and not isinstance(request.language, str):
+            raise ClientError(f"transcribe 'language' must be a string, got {request.language!r}")
         language = normalize_language(request.language) or self.settings.language
         known = self.transcriber.languages()
         if language is not None and language not in known:
