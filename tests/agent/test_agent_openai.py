@@ -73,7 +73,7 @@ async def test_http_error_and_hang_give_the_fallback_then_recover(fake_openai, m
 
 
 async def test_client_disconnect_stops_the_stream(fake_openai, manager):
-    from .test_persona_ollama import assert_disconnect_stops
+    from .test_agent_ollama import assert_disconnect_stops
 
     fake_openai.mode = "endless"
     await assert_disconnect_stops(fake_openai, manager, openai(fake_openai))

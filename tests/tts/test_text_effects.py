@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from wyoming_persona.tts.effects import apply_volume, pitch_shift, resample
-from wyoming_persona.tts.text import SentenceSplitter, cut_long, ends_sentence, first_clause
+from wyoming_persona.tts.text import SentenceSplitter, cut_long
 
 from .conftest import median_f0
-
-
-def test_first_clause_at_punctuation_and_conjunction() -> None:
-    assert first_clause("Sure, I've turned on the kitchen lights and set the heating.") == (
-        "Sure,",
-        "I've turned on the kitchen lights and set the heating.",
-    )
-    assert first_clause("I've turned on the kitchen lights and set the thermostat to twenty.") == (
-        "I've turned on the kitchen lights,",
-        "and set the thermostat to twenty.",
-    )
-    assert first_clause("It is half past four in the afternoon.") == (
-        "It is half past four,",
-        "in the afternoon.",
-    )
-    assert first_clause("Short one, really.") is None
-    assert first_clause("A sentence without any clause boundary that just goes on.") is None
 
 
 def test_only_the_first_sentence_is_cut_and_nothing_is_lost() -> None:
@@ -98,24 +80,6 @@ def test_resample_and_volume() -> None:
     loud = apply_volume(np.array([0.5, 1.0, -1.0], dtype=np.float32), 1.5)
     assert np.all(np.abs(loud) < 1.0) and loud[0] == 0.75
     assert np.allclose(apply_volume(np.array([0.5], dtype=np.float32), 0.5), [0.25])
-
-
-@pytest.mark.parametrize(
-    ("chunk", "ends"),
-    [
-        ("I can do anything.", True),
-        ("Really?", True),
-        ('He said "go away!"', True),
-        ("Ask Dr.", False),
-        ("It costs 29.", False),
-        ("for e.g.", False),
-        ("in the U.S.", False),
-        ("and so on", False),
-        ("Wait...", False),
-    ],
-)
-def test_a_streamed_chunk_that_clearly_ends_a_sentence(chunk: str, ends: bool) -> None:
-    assert ends_sentence(chunk) is ends
 
 
 def test_a_complete_streamed_sentence_goes_out_without_waiting_for_the_next() -> None:
