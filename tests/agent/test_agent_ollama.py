@@ -92,6 +92,7 @@ async def test_no_conversation_id_starts_fresh_and_returns_one(fake_ollama, mana
 async def test_persona_model_override_and_length_cut(fake_ollama, manager, personas_dir):
     path = personas_dir / "robot.yaml"
     path.write_text(path.read_text().replace("llm:\n", "llm:\n  model: qwen2.5:0.5b\n"))
+    manager.refresh()  # what the service's background watcher does
     manager.set_active("robot")
     fake_ollama.reply = ["Affirmative.", " Processing the", " request"]
     fake_ollama.done_reason = "length"

@@ -53,6 +53,7 @@ async def test_voice_switch_changes_the_shared_active_persona(fake_ollama, manag
     assert handled(switched).data["context"]["persona_id"] == "pirate"
     assert "Captain Barnacle" in handled(who).data["text"]
     assert handled(talk_like).data["text"] == manager.get("butler").greeting
+    other_process.refresh()  # what a service's background watcher does
     assert other_process.active().id == "butler"
     for events in (unknown, listed):
         text = handled(events).data["text"]
@@ -69,6 +70,7 @@ async def test_a_switch_made_elsewhere_applies_to_the_next_request(
     async with persona_server(manager, backend) as (server, _):
         await say(server.port, "Hello?", "c")
         PersonaManager(personas_dir, state_dir).set_active("robot")
+        manager.refresh()  # what the service's background watcher does
         reply = handled(await say(server.port, "Hello again?", "c"))
     await backend.close()
     assert reply.data["context"]["persona_id"] == "robot"

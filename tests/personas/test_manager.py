@@ -48,8 +48,10 @@ def test_edit_on_disk_is_picked_up_without_restart(personas_dir: Path, state_dir
     mgr = manager(personas_dir, state_dir)
     path = personas_dir / "robot.yaml"
     path.write_text(path.read_text().replace("name: Unit Seven", "name: Unit Eight Hundred"))
+    assert mgr.refresh().changed  # what the background watcher does (test_manager_background.py)
     assert mgr.get("robot").name == "Unit Eight Hundred"
     (personas_dir / "newbie.yaml").write_text("name: Newbie\nprompt:\n  identity: You are new.\n")
+    mgr.refresh()
     assert "newbie" in mgr.personas
 
 
@@ -100,6 +102,7 @@ def test_change_by_another_process_is_seen(personas_dir: Path, state_dir: Path) 
     args = ["--personas-dir", str(personas_dir), "--state-dir", str(state_dir)]
     done = subprocess.run([*CLI, *args, "active", "coach"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    mgr.refresh()
     assert mgr.active().id == "coach"
 
 

@@ -85,6 +85,7 @@ async def test_no_voice_follows_the_active_persona(service: Service, client: Cli
 
     # Another process switches the persona through the shared state folder.
     PersonaManager(service.manager.personas_dir, state_dir, "plain").set_active("deep")
+    service.manager.refresh()  # what the service's background watcher does
     active, _, _ = await speak(client, text)
     assert np.array_equal(active, deep)
     named_active, _, _ = await speak(client, text, "active")
