@@ -9,15 +9,18 @@ import os
 import signal
 import sys
 
-from ..options import PORTS, add_persona_arguments, persona_manager
+from ..options import add_persona_arguments, persona_manager
 from ..personas import PersonaLoadError
+from ..services import PORTS
 from .settings import (
     DEFAULT_HEALTH_TIMEOUT,
     ApiSettings,
     MqttSettings,
     SettingsError,
+    default_scrape_targets,
     default_services,
     parse_mqtt_url,
+    parse_scrape,
     parse_service,
 )
 
@@ -42,6 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=URI",
         help="a Wyoming service for /api/health, e.g. asr=tcp://127.0.0.1:10300 (repeatable; "
         "default: vad, asr, persona and tts on 127.0.0.1 at their default ports)",
+    )
+    http.add_argument(
+        "--scrape",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a service's Prometheus endpoint merged into /metrics, e.g. "
+        "tts=http://127.0.0.1:11200/metrics (repeatable; default: without --service, every service of "
+        "the table on 127.0.0.1 at its metrics port; with --service, none)",
     )
     http.add_argument(
         "--health-timeout",
@@ -82,6 +94,13 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ApiSettings, MqttSetti
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise SettingsError(f"--service names must be unique, got {names}")
+    if args.scrape:
+        scrape = tuple(parse_scrape(s) for s in args.scrape)
+    else:
+        scrape = () if args.service else default_scrape_targets()
+    scrape_names = [s.name for s in scrape]
+    if len(set(scrape_names)) != len(scrape_names):
+        raise SettingsError(f"--scrape names must be unique, got {scrape_names}")
     if args.health_timeout <= 0:
         raise SettingsError("--health-timeout must be greater than 0")
     settings = ApiSettings(
@@ -90,6 +109,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ApiSettings, MqttSetti
         token=args.token,
         services=services,
         health_timeout=args.health_timeout,
+        scrape=scrape,
     )
     settings.check()
     mqtt = None
@@ -138,6 +158,7 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     if mqtt is not None:
         bridge = PersonaSelect(manager, mqtt, app[METRICS])
         bridge_task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
+        bridge_task.add_done_callback(_bridge_ended)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,3 +179,11 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
         if bridge_task is not None:
             await cancel_and_wait([bridge_task])
         await runner.cleanup()
+
+
+def _bridge_ended(task: asyncio.Task) -> None:
+    """The bridge restarts itself after any error and only ends when cancelled; say so if it ever does."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    _LOGGER.error("MQTT persona select stopped; the API keeps running without it", exc_info=error)

@@ -76,7 +76,12 @@ class PersonaSelect:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Connect, publish and serve until cancelled; reconnect with backoff on broker trouble."""
+        """Connect, publish and serve until cancelled; reconnect with backoff on any failure.
+
+        Broker trouble (MqttError) is expected and logged as a line. Anything else is a bug or a
+        broken personas folder: it is logged with its traceback and the bridge starts over with the
+        same backoff, so one bad moment never ends the entity for good while the API keeps running.
+        """
         settings = self.settings
         delay = settings.reconnect_min
         while True:
@@ -99,6 +104,8 @@ class PersonaSelect:
                 _LOGGER.warning(
                     "MQTT broker %s:%d: %s; retrying in %.0f s", settings.host, settings.port, err, delay
                 )
+            except Exception:  # the bridge's one boundary: log it, then start over like a reconnect
+                _LOGGER.exception("MQTT persona select failed; restarting in %.0f s", delay)
             finally:
                 self.connected.clear()
             await asyncio.sleep(delay)
@@ -111,19 +118,25 @@ class PersonaSelect:
     async def _session(self, client: aiomqtt.Client) -> None:
         self._published_options = None
         self._published_state = None
-        await client.subscribe(self.command_topic, qos=1)
-        await client.subscribe(self.ha_status_topic, qos=1)
-        await self._publish_all(client)
-        self.connected.set()
-        tasks = {
-            asyncio.create_task(self._commands(client), name="mqtt-commands"),
-            asyncio.create_task(self._follow(client), name="mqtt-follow"),
-        }
+        tasks: set[asyncio.Task] = set()
         try:
+            await client.subscribe(self.command_topic, qos=1)
+            await client.subscribe(self.ha_status_topic, qos=1)
+            await self._publish_all(client)
+            self.connected.set()
+            tasks = {
+                asyncio.create_task(self._commands(client), name="mqtt-commands"),
+                asyncio.create_task(self._follow(client), name="mqtt-follow"),
+            }
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # re-raise MqttError so that run() reconnects
-        except asyncio.CancelledError:
+                task.result()  # re-raise so that run() reconnects
+        except aiomqtt.MqttError:
+            raise  # the broker connection is gone: the will marks the entity unavailable
+        except BaseException:  # cancelled, or failed with the connection still up: say so ourselves
+            # Stop the tasks first (a republish in flight must not land after "offline"); cancel
+            # them often, as a lost cancel would otherwise eat the caller's own patience.
+            await cancel_and_wait(tasks, every=0.05)
             await self.close(client)
             raise
         finally:
@@ -131,6 +144,8 @@ class PersonaSelect:
 
     # -- publishing ----------------------------------------------------------------------------
     async def _publish_all(self, client: aiomqtt.Client) -> None:
+        # A (re)connect may follow a long outage: publish what the files say now.
+        await asyncio.to_thread(self.manager.refresh)
         personas = self.manager.personas
         await self._publish_config(client, personas)
         await client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
