@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from wyoming.asr import Transcript
 from wyoming.event import async_read_event, async_write_event
 
 from wyoming_persona.agent.backends import ChatRequest
-from wyoming_persona.personas import build_system_prompt
+from wyoming_persona.personas import build_system_prompt, persona_messages
 from wyoming_persona.speakable import is_speakable
 
 from .conftest import RecordingBackend, assert_stream_order, handled, persona_server, say
@@ -32,16 +33,20 @@ async def test_reply_is_speakable_and_prompt_and_history_reach_the_model(smollm2
         assert text[-1] in ".!?", text
     assert "paris" in handled(first).data["text"].lower()
 
-    # What the model was given: the persona's prompt, then the first exchange, then the new question.
+    # What the model was given: the persona's prompt and example turns, then the first exchange, then
+    # the new question.
     prompt = smollm2._llama.prompts[-1]
-    assert prompt[0] == {"role": "system", "content": build_system_prompt(pirate)}
-    assert prompt[1:] == [
+    preamble = persona_messages(pirate)
+    assert prompt[: len(preamble)] == preamble
+    assert prompt[len(preamble) :] == [
         {"role": "user", "content": "What is the capital of France?"},
         {"role": "assistant", "content": handled(first).data["text"]},
         {"role": "user", "content": "And what about Germany?"},
     ]
     assert backend.requests[-1].temperature == 0.0
     assert backend.requests[-1].max_tokens == pirate.llm.max_reply_tokens
+    assert backend.requests[-1].top_p == pirate.llm.top_p
+    assert backend.requests[-1].repeat_penalty == pirate.llm.repeat_penalty
 
 
 async def test_greedy_generation_is_repeatable(smollm2, manager):
@@ -61,7 +66,7 @@ async def test_greedy_generation_is_repeatable(smollm2, manager):
 
 async def test_disconnect_cancels_generation_between_tokens(smollm2, manager, personas_dir):
     path = personas_dir / "assistant.yaml"
-    path.write_text(path.read_text().replace("max_reply_tokens: 120", "max_reply_tokens: 1000"))
+    path.write_text(re.sub(r"max_reply_tokens: \d+", "max_reply_tokens: 1000", path.read_text()))
     llama = smollm2._llama
     llama.stopped_early.clear()
     llama.ran_to_end.clear()

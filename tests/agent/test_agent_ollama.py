@@ -17,7 +17,7 @@ from wyoming_persona.agent.backends import (
 )
 from wyoming_persona.agent.backends.ollama import OllamaChatBackend
 from wyoming_persona.agent.chat import ChatSettings
-from wyoming_persona.personas import build_system_prompt
+from wyoming_persona.personas import persona_messages
 
 from .conftest import assert_stream_order, handled, persona_server, say
 
@@ -46,12 +46,11 @@ async def test_streamed_reply_and_what_the_client_sends(fake_ollama, manager):
     assert body["model"] == "llama3.2"
     assert body["stream"] is True
     assert body["keep_alive"] == "10m"
-    assert body["messages"] == [
-        {"role": "system", "content": build_system_prompt(pirate)},
-        {"role": "user", "content": "How is the sea?"},
-    ]
+    assert body["messages"] == [*persona_messages(pirate), {"role": "user", "content": "How is the sea?"}]
     assert body["options"] == {
         "temperature": pirate.llm.temperature,
+        "top_p": pirate.llm.top_p,
+        "repeat_penalty": pirate.llm.repeat_penalty,
         "num_ctx": 4096,
         "num_predict": pirate.llm.max_reply_tokens,
         "seed": 7,
@@ -66,12 +65,13 @@ async def test_history_follows_the_conversation_across_connections(fake_ollama, 
         await say(server.port, "Second question?", "conv-a")
     await backend.close()
 
-    third = fake_ollama.requests[2]["messages"]
-    assert [m["role"] for m in third] == ["system", "user", "assistant", "user"]
-    assert third[1]["content"] == "First question?"
-    assert third[2]["content"] == "Ahoy matey! The sea is calm today."
-    assert third[3]["content"] == "Second question?"
-    assert len(fake_ollama.requests[1]["messages"]) == 2  # conv-b knows nothing of conv-a
+    preamble = len(persona_messages(manager.active()))  # system prompt and example turns
+    third = fake_ollama.requests[2]["messages"][preamble:]
+    assert [m["role"] for m in third] == ["user", "assistant", "user"]
+    assert third[0]["content"] == "First question?"
+    assert third[1]["content"] == "Ahoy matey! The sea is calm today."
+    assert third[2]["content"] == "Second question?"
+    assert len(fake_ollama.requests[1]["messages"]) == preamble + 1  # conv-b knows nothing of conv-a
 
 
 async def test_no_conversation_id_starts_fresh_and_returns_one(fake_ollama, manager):
@@ -85,8 +85,9 @@ async def test_no_conversation_id_starts_fresh_and_returns_one(fake_ollama, mana
 
     assert conversation_id and conversation_id != second.data["context"]["conversation_id"]
     assert third.data["context"]["conversation_id"] == conversation_id
-    assert len(fake_ollama.requests[1]["messages"]) == 2
-    assert len(fake_ollama.requests[2]["messages"]) == 4
+    preamble = len(persona_messages(manager.active()))
+    assert len(fake_ollama.requests[1]["messages"]) == preamble + 1
+    assert len(fake_ollama.requests[2]["messages"]) == preamble + 3
 
 
 async def test_persona_model_override_and_length_cut(fake_ollama, manager, personas_dir):
@@ -125,7 +126,7 @@ async def test_http_error_gives_the_fallback_then_recovers(fake_ollama, manager,
     assert len(warnings) == 1 and "404" in warnings[0].getMessage()
     assert warnings[0].exc_info is None
     # Failed turns are not history: the recovered request sees none of them.
-    assert len(fake_ollama.requests[2]["messages"]) == 2
+    assert len(fake_ollama.requests[2]["messages"]) == len(persona_messages(manager.get("pirate"))) + 1
 
 
 async def test_a_hanging_server_times_out_to_the_fallback(fake_ollama, manager):
@@ -157,6 +158,7 @@ async def test_client_disconnect_stops_the_stream(fake_ollama, manager):
 
 async def assert_disconnect_stops(fake, manager, backend) -> None:
     """Hang up after the first chunk of an endless reply: the server must stop reading the LLM."""
+    fake.reply = ["Ahoy there, my fine matey,", " the sea"]  # no sentence ends: the reply never stops
     async with persona_server(manager, backend) as (server, chat):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         async with asyncio.timeout(30):

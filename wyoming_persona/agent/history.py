@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .backends import ChatMessage
@@ -51,11 +51,18 @@ class ConversationStore:
         return len(self._conversations)
 
     def messages(
-        self, conversation_id: str, persona_id: str, system_prompt: str, text: str
+        self,
+        conversation_id: str,
+        persona_id: str,
+        system_prompt: str,
+        text: str,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> list[ChatMessage]:
-        """System prompt, the kept history of this conversation with this persona, then the user's text."""
+        """System prompt, the persona's example turns, the kept history of this conversation with this
+        persona, then the user's text. The examples come first so that the real exchanges, the ones
+        holding what the user said, are the closest to the question."""
         messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
-        for user, assistant in self.turns(conversation_id, persona_id):
+        for user, assistant in (*examples, *self.turns(conversation_id, persona_id)):
             messages.append({"role": "user", "content": user})
             messages.append({"role": "assistant", "content": assistant})
         messages.append({"role": "user", "content": text})

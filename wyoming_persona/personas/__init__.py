@@ -3,7 +3,7 @@
 from .loader import PersonaError, PersonaLoadError, load_file, load_folder
 from .manager import PersonaManager, PersonaSnapshot, ReloadResult, UnknownPersonaError
 from .model import Example, Fallbacks, LlmSpec, Persona, PersonaSpec, PromptSpec, VoiceSpec
-from .prompt import build_system_prompt
+from .prompt import build_system_prompt, example_turns, persona_messages
 
 __all__ = [
     "Example",
@@ -20,6 +20,8 @@ __all__ = [
     "UnknownPersonaError",
     "VoiceSpec",
     "build_system_prompt",
+    "example_turns",
+    "persona_messages",
     "load_file",
     "load_folder",
 ]

@@ -54,7 +54,12 @@ class LlmSpec:
 
     model: str | None = None
     temperature: float | None = field(default=None, metadata=_range(0.0, 2.0))
+    top_p: float | None = field(default=None, metadata=_range(0.05, 1.0))
+    """Nucleus sampling: only the most likely words that together reach this probability are drawn."""
+    repeat_penalty: float | None = field(default=None, metadata=_range(1.0, 2.0))
+    """Above 1.0 discourages repeating words (llama.cpp, Ollama; OpenAI-compatible servers that know it)."""
     max_reply_tokens: int | None = field(default=None, metadata=_range(8, 2048))
+    """The spoken reply's token cap; the reply still ends on a sentence end."""
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,13 @@
-"""Build a voice-ready system prompt from a persona."""
+"""What a persona sends the model: a short system prompt, then its examples as earlier chat turns.
+
+Small models follow a few concrete lines and copy what they are shown, so the system prompt is the
+identity, the style markers and one line about speaking; the examples are real user/assistant turns
+(not quoted in the prompt, where a small model reads them aloud or continues the transcript).
+"""
 
 from __future__ import annotations
 
 from .model import Persona
-
-SPOKEN_OUTPUT_RULES = (
-    "Everything you write is read aloud by a text-to-speech voice, so write only plain spoken sentences.",
-    "Never use markdown, headings, bullet points, numbered lists, tables, code, emoji or URLs.",
-    "Write numbers, dates, times, units and symbols the way a person says them: "
-    '"twenty-one degrees", "half past four", "the third of May", "five kilometres", "ten percent".',
-    "Keep each turn short, one to three sentences, unless the user asks for more detail.",
-    "Stay in character in every reply, and never mention these instructions.",
-)
 
 LANGUAGE_NAMES = {
     "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
@@ -21,6 +17,11 @@ LANGUAGE_NAMES = {
     "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "ar": "Arabic", "hi": "Hindi",
 }  # fmt: skip
 
+SPOKEN = (
+    "Your words are spoken aloud, so reply in {language} with one or two short sentences "
+    "of plain speech: no lists, symbols, emoji or markdown."
+)
+
 
 def language_name(code: str) -> str:
     base = code.replace("-", "_").split("_")[0].lower()
@@ -28,22 +29,27 @@ def language_name(code: str) -> str:
 
 
 def build_system_prompt(persona: Persona) -> str:
-    """Identity, style, rules, spoken-output rules, reply language and few-shot examples."""
+    """Identity first, then how the persona talks, its rules and the one line about speaking."""
     prompt = persona.spec.prompt
-    sections = [prompt.identity]
-    if prompt.style:
-        sections.append(_bullets("How you talk:", prompt.style))
-    if prompt.rules:
-        sections.append(_bullets("Rules you always follow:", prompt.rules))
-    sections.append(_bullets("Your replies are spoken:", SPOKEN_OUTPUT_RULES))
-    sections.append(f"Always reply in {language_name(persona.language)}.")
-    if prompt.examples:
-        # Quoted, not as "User:/Name:" transcript lines: small models continue such a transcript
-        # and start writing the user's next line themselves.
-        examples = tuple(f'Asked "{e.user}", you say: "{e.assistant}"' for e in prompt.examples)
-        sections.append(_bullets("Examples of how you answer:", examples))
-    return "\n\n".join(sections)
+    lines = [prompt.identity, *prompt.style, *prompt.rules]
+    lines.append(SPOKEN.format(language=language_name(persona.language)))
+    return "\n".join(_sentence(line) for line in lines)
 
 
-def _bullets(title: str, items: tuple[str, ...]) -> str:
-    return "\n".join([title, *(f"- {item}" for item in items)])
+def example_turns(persona: Persona) -> tuple[tuple[str, str], ...]:
+    """The persona's examples as (user, assistant) turns to put between the system prompt and the chat."""
+    return tuple((example.user, example.assistant) for example in persona.spec.prompt.examples)
+
+
+def persona_messages(persona: Persona) -> list[dict[str, str]]:
+    """The system message and the example turns: what precedes every conversation with `persona`."""
+    messages = [{"role": "system", "content": build_system_prompt(persona)}]
+    for user, assistant in example_turns(persona):
+        messages.append({"role": "user", "content": user})
+        messages.append({"role": "assistant", "content": assistant})
+    return messages
+
+
+def _sentence(line: str) -> str:
+    line = line.strip()
+    return line if line[-1:] in ".!?" else f"{line}."

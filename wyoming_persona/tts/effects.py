@@ -119,3 +119,65 @@ def trim_edges(pcm: bytes, sample_rate: int, keep_lead: float | None, keep_tail:
     if keep_tail is not None:
         end = min(len(samples), (loud[-1] + 1) * window + int(keep_tail * sample_rate))
     return samples[start:end].tobytes()
+
+
+class EdgeTrimmer:
+    """`trim_edges` for audio that arrives in chunks: the same result, with audio let out early.
+
+    Leading silence is held until the first loud 10 ms window (then `keep_lead` of it goes out);
+    silence after the last loud window so far is held until more sound follows it, or the end
+    (then `keep_tail` of it goes out).
+    """
+
+    def __init__(self, sample_rate: int, keep_lead: float | None, keep_tail: float | None) -> None:
+        self._window = max(1, int(sample_rate * 0.01))
+        self._lead = None if keep_lead is None else int(keep_lead * sample_rate)
+        self._tail = None if keep_tail is None else int(keep_tail * sample_rate)
+        self._held = np.zeros(0, dtype="<i2")
+        self._base = 0  # index of self._held[0] in the whole audio
+        self._sent = 0  # audio before this index went out or was cut
+        self._total = 0
+        self._scanned = 0  # windows before this index are classified
+        self._first_loud: int | None = None
+        self._loud_end: int | None = None
+
+    def add(self, pcm: bytes) -> bytes:
+        """Audio that can go out now."""
+        self._held = np.concatenate([self._held, np.frombuffer(pcm, dtype="<i2")])
+        self._total += len(pcm) // 2
+        count = (self._total - self._scanned) // self._window
+        if count:
+            start = self._scanned - self._base
+            frames = self._held[start : start + count * self._window].astype(np.float32)
+            rms = np.sqrt(np.mean(frames.reshape(count, self._window) ** 2, axis=1))
+            loud = np.nonzero(rms > _SILENCE_RMS)[0]
+            if len(loud):
+                if self._first_loud is None:
+                    self._first_loud = self._scanned + int(loud[0]) * self._window
+                self._loud_end = self._scanned + (int(loud[-1]) + 1) * self._window
+            self._scanned += count * self._window
+        return self._release(final=False)
+
+    def finish(self) -> bytes:
+        """The rest, at the end of the audio."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> bytes:
+        if self._first_loud is None:  # no sound yet: hold everything, or at the end let it all out
+            return self._take(self._sent, self._total) if final else b""
+        start = self._sent
+        if self._lead is not None:
+            start = max(self._sent, self._first_loud - self._lead)
+        end = self._total
+        if self._tail is not None:
+            assert self._loud_end is not None
+            end = min(self._total, self._loud_end + self._tail) if final else self._loud_end
+        return self._take(start, max(start, end))
+
+    def _take(self, start: int, end: int) -> bytes:
+        out = self._held[start - self._base : end - self._base].tobytes()
+        self._sent = end
+        keep = min(end, self._scanned)  # an unclassified partial window stays for the next chunk
+        self._held = self._held[keep - self._base :]
+        self._base = keep
+        return out

