@@ -312,11 +312,11 @@ async def test_llama_cpp_server_ignores_a_wrong_model_name(llama_server):
     assert direct["model"] == "no-such-model" and content(direct) == replies[0]
 
 
-async def test_a_prompt_beyond_the_context_window_gives_the_fallback_and_the_cause(
+async def test_a_prompt_beyond_the_context_window_is_a_failure_not_an_empty_answer(
     llama_server, manager, caplog
 ):
-    """llama_cpp.server answers 200 and an empty event stream when generation fails (its log has
-    "Requested tokens exceed context window"): that is a failure, not an empty reply."""
+    """llama_cpp.server answers 200 and then an empty event stream when generation fails (its own
+    log has "Requested tokens ... exceed context window"): the fallback, not "no answer"."""
     caplog.set_level(logging.WARNING)
     backend = llama_server.backend()
     async with persona_server(manager, backend) as (server, chat):
@@ -330,7 +330,10 @@ async def test_a_prompt_beyond_the_context_window_gives_the_fallback_and_the_cau
 
 
 class KillOnFirstDelta:
-    """The real backend; the server is SIGKILLed as soon as the first piece of the reply arrives."""
+    """The real backend; the server is SIGKILLed as soon as the first piece of the reply arrives.
+
+    What it wrote before dying still arrives; the reply's first speakable piece ("The sea is a
+    mysterious place,") is several tokens away, so nothing is spoken before the stream breaks."""
 
     def __init__(self, backend: OpenAIChatBackend, server: LlamaServer) -> None:
         self.backend = backend
