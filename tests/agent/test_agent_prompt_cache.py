@@ -97,7 +97,7 @@ def _prompt_tokens(model: Model, request: ChatRequest) -> list[int]:
 async def test_replies_with_the_cache_equal_replies_without_it(cached, uncached, personas):
     pirate, butler = personas["pirate"], personas["butler"]
     await cached.backend.warm(opening_requests([pirate, butler]))
-    assert len(PromptCache.of(cached.llama, 64).keys()) == 2
+    assert len(PromptCache.of(cached.llama, 64).prefixes()) == 2
 
     first = _request(pirate, "What time is it?")
     replies = {}
@@ -169,12 +169,12 @@ async def test_the_cache_stays_under_its_cap(uncached, personas):
         one = cache.stats.size_bytes
         cache.capacity_bytes = int(one * 1.5)  # room for one persona prompt, not two
         cache.warm(robot)
-        assert cache.keys() == [cache.prefix_of(robot)]  # the least recently used one went
+        assert cache.prefixes() == [cache.prefix_of(robot)]  # the least recently used one went
         assert 0 < cache.stats.size_bytes <= cache.capacity_bytes
 
         cache.capacity_bytes = 1024  # smaller than any snapshot: nothing is kept
         cache.warm(assistant)
-        assert cache.keys() == [cache.prefix_of(robot)]
+        assert cache.prefixes() == [cache.prefix_of(robot)]
     finally:
         llama.set_cache(None)
 

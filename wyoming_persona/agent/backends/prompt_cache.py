@@ -99,7 +99,7 @@ class PromptCache:
         size = sum(snapshot.size for snapshot in self._entries.values())
         return CacheStats(len(self._entries), size, self.capacity_bytes, self._restores, self._saves)
 
-    def keys(self) -> list[tuple[int, ...]]:
+    def prefixes(self) -> list[tuple[int, ...]]:
         """Stored prefixes, least recently used first."""
         return list(self._entries)
 
