@@ -224,6 +224,8 @@ class _SpokenReply:
         """The model started writing another turn: nothing after it is the reply."""
         self._written = ""
         self._held = ""
+        self._skipping = False
+        """A piece was dropped mid-sentence: the rest of that sentence goes too, not a stray "sir."."""
 
     @property
     def text(self) -> str:
@@ -249,13 +251,19 @@ class _SpokenReply:
 
     def restart(self) -> None:
         """Before generating again: nothing was spoken, so forget what was written."""
-        self.withheld, self.ended, self._written, self._held = 0, False, "", ""
+        self.withheld, self.ended, self._written, self._held, self._skipping = 0, False, "", "", False
 
     async def _screen(self, piece: str) -> None:
         if self.ended or not piece:
             return
+        ends_sentence = _SENTENCE_END.search(piece) is not None
+        if self._skipping:
+            self._written = f"{self._written} {piece}"
+            self._skipping = not ends_sentence
+            return
         verdict = self.guard.screen(piece, self.text, self._written)
         self._written = f"{self._written} {piece}"
+        self._skipping = not verdict.text and not ends_sentence
         if verdict.changed(piece):
             self.withheld += 1
             _LOGGER.debug("Leak guard: %r -> %r", piece, verdict.text)

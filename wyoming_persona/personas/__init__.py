@@ -21,7 +21,7 @@ __all__ = [
     "VoiceSpec",
     "build_system_prompt",
     "example_turns",
-    "persona_messages",
     "load_file",
     "load_folder",
+    "persona_messages",
 ]
