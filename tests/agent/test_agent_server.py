@@ -69,14 +69,16 @@ async def test_a_switch_made_elsewhere_applies_to_the_next_request(
     backend = backend_for(fake_ollama)
     async with persona_server(manager, backend) as (server, _):
         await say(server.port, "Hello?", "c")
+        # Another process (the API, `talk --persona`) switches; the very next request speaks as robot,
+        # without waiting for the service's background watcher.
         PersonaManager(personas_dir, state_dir).set_active("robot")
-        manager.refresh()  # what the service's background watcher does
         reply = handled(await say(server.port, "Hello again?", "c"))
     await backend.close()
     assert reply.data["context"]["persona_id"] == "robot"
     second = fake_ollama.requests[1]["messages"]
     assert "Unit Seven" in second[0]["content"]
-    assert len(second) == 2  # a new persona starts a fresh history
+    users = [m["content"] for m in second if m["role"] == "user"]
+    assert users[-1] == "Hello again?" and "Hello?" not in users  # a new persona starts a fresh history
 
 
 async def test_empty_transcripts_are_not_handled(fake_ollama, manager):

@@ -85,7 +85,7 @@ class PersonaChat:
 
     async def respond(self, text: str, conversation_id: str, on_chunk: OnChunk) -> Reply:
         """Answer `text`; every speakable chunk goes to `on_chunk` as soon as it is ready."""
-        persona = self.manager.active()
+        persona = await self.manager.current()
         command = recognize(text, self.manager.personas.values())
         if command is not None:
             reply = await self._command(command, persona, conversation_id)

@@ -144,13 +144,27 @@ class PersonaManager:
                 result = ReloadResult(changed=False, errors=self._last_errors)
             else:
                 result = self._reload_locked(fingerprint)
-            view = self._view
-            stored, state_print = self._read_state(view.stored, view.state_print)
-            if stored != view.stored:
-                self._view = self._resolve(view.snapshot, stored, state_print)
-            elif state_print != view.state_print:
-                self._view = _View(view.snapshot, view.active, stored, state_print)
+            self._refresh_state_locked()
             return result
+
+    def refresh_state(self) -> Persona:
+        """Re-read the shared active persona if the state file changed (one stat otherwise)."""
+        with self._lock:
+            self._refresh_state_locked()
+            return self._view.active
+
+    async def current(self) -> Persona:
+        """The active persona as of now, for a request: a switch another process wrote a moment ago
+        (`talk --persona`, the API beside the agent) applies to this very request."""
+        return await asyncio.to_thread(self.refresh_state)
+
+    def _refresh_state_locked(self) -> None:
+        view = self._view
+        stored, state_print = self._read_state(view.stored, view.state_print)
+        if stored != view.stored:
+            self._view = self._resolve(view.snapshot, stored, state_print)
+        elif state_print != view.state_print:
+            self._view = _View(view.snapshot, view.active, stored, state_print)
 
     def reload(self) -> ReloadResult:
         """Load the folder again and swap the snapshot atomically; on errors keep the old one."""
