@@ -208,7 +208,9 @@ def tts_loads(server: TtsServer, pattern: str) -> int:
     return len(re.findall(pattern, server.log.read_text(errors="replace")))
 
 
-async def tts_bench(rounds: int, texts: tuple[tuple[str, str], ...], extras: bool) -> dict:
+async def tts_bench(
+    rounds: int, texts: tuple[tuple[str, str], ...], extras: bool, ours_args: tuple[str, ...] = ()
+) -> dict:
     python = tts_ensure_reference()
     with tempfile.TemporaryDirectory(prefix="wp-bench-tts-") as tmp:
         root = Path(tmp)
@@ -246,6 +248,7 @@ async def tts_bench(rounds: int, texts: tuple[tuple[str, str], ...], extras: boo
                 str(REPO / "config" / "personas"),
                 "--state-dir",
                 str(root / "state"),
+                *ours_args,
             ],
             ports["ours"],
             root / "ours.log",
@@ -377,9 +380,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--texts", type=Path, help="texts to speak: one a line, optionally class<TAB>text")
     parser.add_argument("--no-extras", action="store_true", help="skip the streamed and switching runs")
+    parser.add_argument(
+        "--ours-arg",
+        action="append",
+        default=[],
+        help="extra flag for our server (repeatable), e.g. --ours-arg=--no-first-clause",
+    )
     args = parser.parse_args()
     texts = tts_read_texts(args.texts) if args.texts else TTS_TEXTS
-    result = asyncio.run(tts_bench(args.rounds, texts, not args.no_extras))
+    result = asyncio.run(tts_bench(args.rounds, texts, not args.no_extras, tuple(args.ours_arg)))
     tts_print(result)
     print(f"saved {save('tts', result)}")
     return 0

@@ -131,7 +131,9 @@ def test_streamed_trimming_equals_trimming_the_whole(lead: float | None, tail: f
 
 
 def test_streamed_trimming_lets_speech_out_before_the_end() -> None:
-    speech = to_pcm16(np.sin(np.arange(4410) / 5.0).astype(np.float32) * 0.5)
+    speech = to_pcm16(  # whole 10 ms windows: nothing waits for the next chunk
+        np.sin(np.arange(4400) / 5.0).astype(np.float32) * 0.5
+    )
     silence = bytes(4410 * 2)
     trimmer = EdgeTrimmer(22050, keep_lead=None, keep_tail=0.12)
     assert len(trimmer.add(speech)) == len(speech)  # out at once, not held for the end

@@ -84,6 +84,7 @@ class TtsEventHandler(WyomingService):
             await self._synthesize(request)
             return True
         if SynthesizeStart.is_type(event.type):
+            await self.engine.manager.current()  # a switch made a moment ago elsewhere applies
             self._start(SynthesizeStart.from_event(_with_voice(event)))
             return True
         if SynthesizeChunk.is_type(event.type):
@@ -96,6 +97,7 @@ class TtsEventHandler(WyomingService):
 
     # -- whole text -------------------------------------------------------------------------------
     async def _synthesize(self, request: Synthesize) -> None:
+        await self.engine.manager.current()  # a switch made a moment ago elsewhere applies
         self._check_length(len(request.text))
         target = self._resolve(request.voice)
         response = self._response(target, streaming=False)
