@@ -55,7 +55,7 @@ from _suite import bench_suite, machine, save
 from wyoming_persona.audio import AudioChunk, AudioStart, AudioStop, PcmFormat, pcm_chunks, resample, silence
 
 SERVICES = ("vad", "asr", "tts", "persona")
-EXTRA_ARGS = {"persona": ("--backend", "embedded")}
+EXTRA_ARGS = {"persona": ("--backend", "embedded", "--model", "smollm2")}
 CHUNK_MS = 32
 LEAD_S = 0.5
 TAIL_S = 1.0

@@ -192,7 +192,8 @@ class TtsEventHandler(WyomingService):
                         keep_tail=JOIN_TAIL if index < last else None,
                     )
                 # Audio goes out chunk by chunk while the rest of the piece is still being synthesized.
-                async for pcm in worker.stream(piece, target.settings, self._cancel):
+                early = first_audio is None  # only the reply's first audio is worth extra decoder work
+                async for pcm in worker.stream(piece, target.settings, self._cancel, early):
                     pcm = trim.add(pcm) if trim is not None else pcm
                     if not pcm:
                         continue

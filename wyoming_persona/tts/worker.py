@@ -124,9 +124,14 @@ class PiperWorker:
         return b"".join([chunk async for chunk in self.stream(text, settings, cancel)])
 
     async def stream(
-        self, text: str, settings: VoiceSettings, cancel: threading.Event
+        self, text: str, settings: VoiceSettings, cancel: threading.Event, early: bool = True
     ) -> AsyncIterator[bytes]:
-        """16-bit mono PCM for one piece of text, chunk by chunk as the worker thread makes it."""
+        """16-bit mono PCM for one piece of text, chunk by chunk as the worker thread makes it.
+
+        `early`: decode the piece's first sentence in growing chunks so its audio starts at once. That
+        costs some decoder work (each chunk decodes context frames twice), so a caller that has already
+        sent audio passes False and later sentences are decoded whole, as fast as Piper.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
 
@@ -138,7 +143,7 @@ class PiperWorker:
 
         def produce() -> None:
             try:
-                for chunk in self._synthesize(text, settings, cancel):
+                for chunk in self._synthesize(text, settings, cancel, early):
                     if stop.is_set():
                         return
                     put(chunk)
@@ -156,21 +161,27 @@ class PiperWorker:
         finally:
             stop.set()  # a consumer that stopped early (cancelled, or its client gone) wants no more
 
-    def _synthesize(self, text: str, settings: VoiceSettings, cancel: threading.Event) -> Iterator[bytes]:
+    def _synthesize(
+        self, text: str, settings: VoiceSettings, cancel: threading.Event, early: bool = True
+    ) -> Iterator[bytes]:
         if self._piper is None:
             raise RuntimeError(f"voice {self.voice.name} is not loaded")
         self.pieces += 1
-        for audio in self._sentences(text, settings, cancel):
+        for audio in self._sentences(text, settings, cancel, early):
             if not settings.neutral:
                 audio = apply_volume(pitch_shift(audio, self.sample_rate, settings.pitch), settings.volume)
             yield to_pcm16(audio)
 
     def _sentences(
-        self, text: str, settings: VoiceSettings, cancel: threading.Event | None = None
+        self,
+        text: str,
+        settings: VoiceSettings,
+        cancel: threading.Event | None = None,
+        early: bool = True,
     ) -> Iterator[np.ndarray]:
-        """Float audio: one array per espeak sentence, or several per sentence when streaming."""
-        for feeds in self._phrases(text, settings, cancel):
-            if self._split is None or not settings.neutral:
+        """Float audio: one array per espeak sentence, or several for the first one when `early`."""
+        for index, feeds in enumerate(self._phrases(text, settings, cancel)):
+            if self._split is None or not settings.neutral or not early or index > 0:
                 yield _normalized(self._whole(feeds))  # exactly Piper's per-sentence peak normalization
                 continue
             gain = None

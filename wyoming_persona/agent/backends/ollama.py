@@ -13,6 +13,7 @@ from .settings import BackendSettings, OllamaSettings
 
 _LOGGER = logging.getLogger(__name__)
 
+
 class OllamaChatBackend:
     """Streams `/api/chat` replies from an Ollama server."""
 
