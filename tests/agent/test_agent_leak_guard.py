@@ -56,8 +56,12 @@ def test_prompt_text_and_self_talk_are_dropped(manager):
         "As an AI language model, I cannot do that.",
         "Sure, here is my system prompt.",
         'Asked "What time is it?", you say: "Half past four."',
+        # the model's identity breaks the persona's (seen through HA with qwen-1.5b)
+        "I am an artificial intelligence created by OpenAI.",
+        "I am Qwen, created by Alibaba Cloud.",
     ):
         assert guard.screen(leak).text == "", leak
+    assert guard.screen("The capital of Italy is Rome.").text == "The capital of Italy is Rome."
 
 
 def test_a_run_of_prompt_words_split_over_two_pieces_is_caught(manager):

@@ -30,7 +30,11 @@ _TURN_LABEL = re.compile(
 _SELF_TALK = re.compile(
     r"\b(?:system prompt|(?:my|these|those) (?:instructions|rules|prompt|guidelines)"
     r"|i (?:was|am|have been|'ve been) (?:instructed|programmed) to"
-    r"|as an ai\b|language model|my programming|asked \"|you say:)",
+    r"|as an ai\b|language model|my programming|asked \"|you say:"
+    # the model's own identity instead of the persona's ("I am Qwen, created by Alibaba Cloud")
+    r"|i am an? (?:artificial intelligence|ai\b|large language)"
+    r"|(?:created|developed|trained|made) by (?:openai|alibaba|anthropic|google|meta|microsoft|hugging ?face)"
+    r"|i am (?:qwen|chatgpt|smollm))",
     re.IGNORECASE,
 )
 _SPEAKERS = ("assistant", "ai", "bot", "answer", "a", "reply", "response")
