@@ -39,3 +39,25 @@ def silero() -> SileroModel:
 def speech() -> Speech:
     """Piper speech clips (noise scales 0), made once per session."""
     return Speech()
+
+
+@pytest.fixture
+def persona_file_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread of every persona-folder parse and state-file read, in order (patched in)."""
+    import threading
+
+    from wyoming_persona.personas import manager as manager_module
+    from wyoming_persona.personas.state import ActivePersonaStore
+
+    threads: list[int] = []
+
+    def counted(func):
+        def wrapper(*args, **kwargs):
+            threads.append(threading.get_ident())
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(manager_module, "load_folder", counted(manager_module.load_folder))
+    monkeypatch.setattr(ActivePersonaStore, "read", counted(ActivePersonaStore.read))
+    return threads

@@ -6,12 +6,9 @@ import asyncio
 import threading
 from pathlib import Path
 
-import pytest
-
 from wyoming_persona.agent.backends import OllamaSettings
 from wyoming_persona.agent.backends.ollama import OllamaChatBackend
 from wyoming_persona.personas import PersonaManager
-from wyoming_persona.personas import manager as manager_module
 from wyoming_persona.personas.state import ActivePersonaStore
 
 from .conftest import handled, persona_server, say
@@ -20,19 +17,9 @@ WAIT = 20
 
 
 async def test_requests_never_parse_persona_files_on_the_event_loop(
-    fake_ollama, personas_dir: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+    fake_ollama, personas_dir: Path, state_dir: Path, persona_file_reads: list[int]
 ) -> None:
-    threads: list[int] = []
-
-    def counted(func):
-        def wrapper(*args, **kwargs):
-            threads.append(threading.get_ident())
-            return func(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(manager_module, "load_folder", counted(manager_module.load_folder))
-    monkeypatch.setattr(ActivePersonaStore, "read", counted(ActivePersonaStore.read))
+    threads = persona_file_reads
     manager = PersonaManager(personas_dir, state_dir, refresh_interval=0.05)
     threads.clear()  # the constructor's load is the one-shot synchronous path
     loop_thread = threading.get_ident()

@@ -7,10 +7,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 from wyoming.info import Info
 
-from wyoming_persona.personas import manager as manager_module
 from wyoming_persona.personas.state import ActivePersonaStore
 
 from .conftest import TIMEOUT, Client, speak, start_service, write_persona
@@ -24,19 +22,9 @@ async def voice_names(client: Client) -> set[str]:
 
 
 async def test_requests_never_parse_persona_files_on_the_event_loop(
-    tts_personas: Path, state_dir: Path, voices_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tts_personas: Path, state_dir: Path, voices_dir: Path, persona_file_reads: list[int]
 ) -> None:
-    threads: list[int] = []
-
-    def counted(func):
-        def wrapper(*args, **kwargs):
-            threads.append(threading.get_ident())
-            return func(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(manager_module, "load_folder", counted(manager_module.load_folder))
-    monkeypatch.setattr(ActivePersonaStore, "read", counted(ActivePersonaStore.read))
+    threads = persona_file_reads
     service = await start_service(tts_personas, state_dir, voices_dir)
     manager = service.manager
     threads.clear()  # the constructor's load is the one-shot synchronous path
