@@ -28,8 +28,8 @@ async def test_requests_never_parse_persona_files_on_the_event_loop(
     try:
         async with manager.watching(), persona_server(manager, backend) as (server, _):
             pirate.write_text(pirate.read_text().replace("Captain Barnacle", "Captain Seaweed"))
+            # No clear() here: the watcher's thread may already be reading these writes.
             ActivePersonaStore(state_dir).write("pirate")  # another process switches
-            threads.clear()
             first = await say(server.port, "Who are you?", "c")  # served whatever the watcher has now
             async with asyncio.timeout(WAIT):
                 # read in a thread: only the requests' own reads may show up on the loop thread
