@@ -14,7 +14,9 @@ from wyoming_persona.sentences import (
     ends_sentence,
     first_clause,
     first_clause_end,
+    first_phrase_end,
     split_sentences,
+    take_early_piece,
 )
 
 
@@ -164,8 +166,9 @@ def test_first_clause_at_punctuation_and_conjunction() -> None:
     ("text", "min_chars", "clause"),
     [
         ("Sure, I have", 4, "Sure,"),
-        ("Sure,", 4, None),  # a short clause that ends the text waits for the next word
-        ("Sure, ", 4, None),
+        ("Sure,", 4, "Sure,"),  # the mark ends the clause: it goes at once, before the next word
+        ("Sure, ", 4, "Sure,"),
+        ("Sure,", 20, None),  # too short for this caller
         ("You can answer questions,", 4, "You can answer questions,"),  # a long one goes at once
         ("You can answer questions,", 20, "You can answer questions,"),
         ("Sure, it is on", 20, None),
@@ -199,3 +202,42 @@ def test_any_chunking_gives_the_same_sentences() -> None:
         pieces = [piece for chunk in chunks for piece in buffer.add(chunk)] + [buffer.finish()]
         assert "".join(pieces) == text
         assert [p.strip() for p in pieces if p.strip()] == whole, chunks
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("The sky is blue because of", "The sky is blue"),
+        ("The sky is blue because", None),  # "because" may still become "becauses": wait for a space
+        ("Start your morning with a", None),  # three words are a noun phrase, not a clause
+        (
+            "Start your morning with a healthy breakfast and some",
+            "Start your morning with a healthy breakfast",
+        ),
+        ("The ocean is the largest body of water on Earth", "The ocean is the largest body of water"),
+        ("It costs about 5 and", None),  # a number may go on ("5 and a half")
+        ("Hi. The sky is blue because of", None),  # a complete sentence goes whole
+        ("See:\n```\nprint(a) and b for c\n```", None),
+    ],
+)
+def test_first_phrase_of_a_sentence_being_written(text: str, phrase: str | None) -> None:
+    end = first_phrase_end(text)
+    assert (None if end is None else text[:end]) == phrase
+
+
+def test_a_first_sentence_streams_clause_by_clause_and_loses_nothing() -> None:
+    """Taken off the buffer token by token: a first phrase, then clauses of 20+ characters; joined,
+    the pieces and the rest are the text."""
+    text = "The sky is blue because of light in the air, such as dust, water droplets, and ice."
+    buffer = SentenceBuffer()
+    pieces = []
+    for token in re.findall(r"\s*\S+", text):
+        buffer.append(token)
+        while (piece := take_early_piece(buffer, first=not pieces)) is not None:
+            pieces.append(piece)
+    assert [(p.text, p.is_phrase) for p in pieces] == [
+        ("The sky is blue", True),
+        (" because of light in the air,", False),
+        (" such as dust, water droplets,", False),
+    ]
+    assert "".join(p.text for p in pieces) + buffer.finish() == text

@@ -70,12 +70,15 @@ FIRST_CLAUSE_MIN_SENTENCE = 30
 FIRST_CLAUSE_MIN_HEAD = 4
 FIRST_CLAUSE_MIN_TAIL = 15
 """The first clause of a complete sentence has at least MIN_HEAD characters and leaves MIN_TAIL."""
-LONE_CLAUSE_MIN = 20
-"""A clause that ends the text so far counts only if this long; a shorter one waits for a next word."""
 FIRST_CLAUSE_MAX = 200
 """A clause that would end further in is not sent ahead: by then it would not start the audio early."""
 _PHRASE_MIN_WORDS = 3
 _PHRASE_MIN_TAIL_WORDS = 3
+LATER_CLAUSE_MIN = 20
+"""Later clauses of a streamed first sentence go ahead only if this long: fewer, fuller Piper calls."""
+STREAMED_PHRASE_MIN_WORDS = 4
+"""A sentence being written with no clause mark yet may go ahead before a conjunction or preposition
+once this many words precede it ("The sky is blue | because ..."); fewer would cut a noun phrase."""
 
 
 def ends_sentence(text: str) -> bool:
@@ -226,9 +229,9 @@ def first_clause_end(text: str, min_chars: int) -> int | None:
     """Where the first clause of a sentence still being written ends, once that is sure; or None.
 
     The clause runs to the first clause mark that leaves at least `min_chars` before it, within the
-    first sentence of `text` (and before any ``` fence). It is sure once a word follows the mark, or,
-    for a clause of LONE_CLAUSE_MIN characters, as soon as the mark arrives, unless a digit precedes
-    it: "1," may be the start of "1,000". Only the first FIRST_CLAUSE_MAX characters are searched.
+    first sentence of `text` (and before any ``` fence). It is sure once a word follows the mark, or as
+    soon as the mark arrives unless a digit precedes it: "1," may be the start of "1,000". Only the
+    first FIRST_CLAUSE_MAX characters are searched.
     """
     window = text[:FIRST_CLAUSE_MAX]
     fence = _find(window, _FENCE)
@@ -246,8 +249,27 @@ def first_clause_end(text: str, min_chars: int) -> int | None:
             return end
         if complete:
             return None  # the mark ends the sentence: there is no clause to send ahead
-        lone = len(head) >= LONE_CLAUSE_MIN and _TRAILING_MARK.search(text[:end]) is not None
-        return end if lone else None
+        return end if _TRAILING_MARK.search(text[:end]) is not None else None
+    return None
+
+
+def first_phrase_end(text: str, min_words: int = STREAMED_PHRASE_MIN_WORDS) -> int | None:
+    """Where a phrase of the first sentence still being written ends, before a conjunction or a
+    preposition once that word is whole ("The sky is blue| because "); or None.
+
+    For a sentence with no clause mark early on: a voice says the phrase with a comma's pause while the
+    model writes the rest. Only text before the first sentence end and any ``` fence is searched.
+    """
+    window = text[:FIRST_CLAUSE_MAX]
+    fence = _find(window, _FENCE)
+    ends, _, _ = _scan(window[:fence], first=True)
+    if ends:
+        return None  # the sentence is complete: it goes whole, or split by `first_clause`
+    for pattern in (_CONJUNCTION, _PREPOSITION):
+        for match in pattern.finditer(window, 0, fence):
+            head = text[: match.start()]
+            if len(head.split()) >= min_words and is_speakable(head) and not head[-1].isdigit():
+                return match.start()
     return None
 
 
@@ -277,3 +299,28 @@ def first_clause(sentence: str) -> tuple[str, str] | None:
 def _find(text: str, sub: str) -> int:
     index = text.find(sub)
     return len(text) if index < 0 else index
+
+
+@dataclass(frozen=True)
+class EarlyPiece:
+    """A clause or phrase of a first sentence still being written, taken off the buffer to speak now."""
+
+    text: str
+    is_phrase: bool
+    """Cut before a conjunction or preposition, with no punctuation of its own: speak it with a comma."""
+
+
+def take_early_piece(buffer: SentenceBuffer, first: bool) -> EarlyPiece | None:
+    """The next sure clause of the unfinished sentence pending in `buffer`, taken off it; or None.
+
+    For the first sentence of a reply, while the model is still writing it: its first piece may be a
+    short clause ("Sure,") or a phrase ("The sky is blue"), later ones are clauses of LATER_CLAUSE_MIN
+    characters. Call it only while no complete sentence is pending (`SentenceBuffer.sentences()` gave
+    none).
+    """
+    pending = buffer.pending
+    if (end := first_clause_end(pending, FIRST_CLAUSE_MIN_HEAD if first else LATER_CLAUSE_MIN)) is not None:
+        return EarlyPiece(buffer.take(end), is_phrase=False)
+    if first and (end := first_phrase_end(pending)) is not None:
+        return EarlyPiece(buffer.take(end), is_phrase=True)
+    return None

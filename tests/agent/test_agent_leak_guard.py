@@ -119,13 +119,14 @@ async def test_the_rest_of_a_dropped_sentence_goes_with_it(manager):
     assert reply.text == "Very good, sir." and chunks == ["Very good, sir."]
 
 
-async def test_a_clause_held_as_suspect_is_spoken_with_its_sentence(manager):
+async def test_a_clause_held_as_suspect_is_spoken_with_what_follows(manager):
+    """ "Ahoy," is a word of the pirate's prompt: too short to judge, it waits for the next clause."""
     manager.set_active("pirate")
     backend = ScriptedBackend("Ahoy, matey, aye, arr, that be Rome, me hearty! Anything else?")
     chat = PersonaChat(manager, backend, ConversationStore())
     chunks: list[str] = []
     reply = await chat.respond("What is the capital of Italy?", "c", _collect(chunks))
-    assert chunks == ["Ahoy, matey, aye, arr, that be Rome, me hearty!", " Anything else?"]
+    assert chunks == ["Ahoy, matey, aye, arr, that be Rome,", " me hearty!", " Anything else?"]
     assert reply.text == "".join(chunks)
 
 

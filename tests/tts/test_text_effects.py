@@ -35,11 +35,20 @@ def test_streamed_chunks_give_the_same_sentences() -> None:
 
 def test_streamed_first_clause_goes_out_before_the_sentence_ends() -> None:
     splitter = SentenceSplitter()
-    assert list(splitter.add("Sure,")) == []  # the comma may end the text: wait
-    assert [s.pieces for s in splitter.add(" I have")] == [("Sure,",)]
-    assert list(splitter.add(" turned the lights on, and")) == []  # only the first clause is early
-    assert [s.text for s in splitter.add(" more. Next")] == ["I have turned the lights on, and more."]
-    assert [s.text for s in splitter.finish()] == ["Next"]
+    first = list(splitter.add("Sure,"))  # the comma ends the clause: it goes at once
+    assert [(s.pieces, s.continued, s.continues) for s in first] == [(("Sure,",), False, True)]
+    assert list(splitter.add(" I have")) == []
+    later = list(splitter.add(" turned the lights on, and"))  # later clauses of 20+ characters go too
+    assert [(s.pieces, s.continued, s.continues) for s in later] == [
+        (("I have turned the lights on,",), True, True)
+    ]
+    rest = list(splitter.add(" more. Next"))
+    assert [(s.text, s.continued, s.continues) for s in rest] == [("and more.", True, False)]
+    assert [(s.text, s.continued) for s in splitter.finish()] == [("Next", False)]
+
+    phrase = SentenceSplitter()
+    assert list(phrase.add("The sky is blue because")) == []  # "because" may go on: wait for a space
+    assert [s.pieces for s in phrase.add(" of light")] == [("The sky is blue,",)]  # spoken with a comma
 
     no_clause = SentenceSplitter()
     assert [s.text for s in no_clause.add("Hi there. Bye")] == ["Hi there."]
@@ -100,4 +109,4 @@ def test_a_streamed_first_clause_is_spoken_without_waiting_for_more_text() -> No
     ]
     numbers = SentenceSplitter()
     assert list(numbers.add("The bridge is about 1,")) == [], "'1,' may be the start of '1,000'"
-    assert list(SentenceSplitter().add("Sure,")) == [], "too short to speak on its own"
+    assert [s.pieces for s in SentenceSplitter().add("Sure,")] == [("Sure,",)], "a short clause goes too"

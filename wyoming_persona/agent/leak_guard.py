@@ -20,7 +20,8 @@ from dataclasses import dataclass
 NGRAM = 6
 """Words in a row shared with the system prompt that make a piece a leak; no reply keeps this many."""
 HOLD = 4
-"""An unfinished clause ending in this many prompt words in a row waits for the rest of its sentence."""
+"""An unfinished clause ending in this many prompt words in a row (or made only of fewer, as a run
+of the prompt: "You are Jeeves,") waits for the rest of its sentence."""
 
 _WORD = re.compile(r"[a-z0-9]+")
 _TURN_LABEL = re.compile(
@@ -67,11 +68,14 @@ class LeakGuard:
             r"^\s*(?:" + "|".join(re.escape(label) for label in labels) + r")\s*:\s*", re.IGNORECASE
         )
         tokens = words(system_prompt)
-        return cls(frozenset(ngrams(tokens)), frozenset(ngrams(tokens, HOLD)), speaker)
+        holds = frozenset(run for n in range(1, HOLD + 1) for run in ngrams(tokens, n))
+        return cls(frozenset(ngrams(tokens)), holds, speaker)
 
     def suspect(self, clause: str) -> bool:
-        """An unfinished clause that may be the start of a leak: screen it with what follows."""
-        return tuple(words(clause)[-HOLD:]) in self.prompt_holds
+        """An unfinished clause that may be the start of a leak: screen it with what follows. A clause
+        too short to tell ("You are Jeeves,") is suspect when all its words are a run of the prompt."""
+        tail = tuple(words(clause)[-HOLD:])
+        return bool(tail) and tail in self.prompt_holds
 
     def screen(self, piece: str, *before: str) -> Verdict:
         """Screen `piece`, a speakable chunk; each of `before` is text it follows (what this reply

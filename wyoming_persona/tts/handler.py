@@ -185,11 +185,13 @@ class TtsEventHandler(WyomingService):
             for index, piece in enumerate(sentence.pieces):
                 start_audio = index == 0 and (response.streaming or spoken == 0)
                 trim = None
-                if last > 0:  # a sentence spoken in pieces: joins get a comma pause, not two sentence ends
+                joins_previous = index > 0 or sentence.continued
+                joins_next = index < last or sentence.continues
+                if joins_previous or joins_next:  # a sentence in pieces: joins get a comma's pause
                     trim = EdgeTrimmer(
                         rate,
-                        keep_lead=JOIN_LEAD if index > 0 else None,
-                        keep_tail=JOIN_TAIL if index < last else None,
+                        keep_lead=JOIN_LEAD if joins_previous else None,
+                        keep_tail=JOIN_TAIL if joins_next else None,
                     )
                 # Audio goes out chunk by chunk while the rest of the piece is still being synthesized.
                 early = first_audio is None  # only the reply's first audio is worth extra decoder work

@@ -11,14 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..sentences import (
-    FIRST_CLAUSE_MIN_HEAD,
-    SentenceBuffer,
-    clause_ends,
-    first_clause,
-    first_clause_end,
-    split_sentences,
-)
+from ..sentences import SentenceBuffer, clause_ends, first_clause, split_sentences, take_early_piece
 from ..speakable import is_speakable, make_speakable, strip_emoji
 
 DEFAULT_MAX_PIECE_CHARS = 300
@@ -29,28 +22,28 @@ class Sentence:
     """One sentence of a response, as the pieces Piper will synthesize one call at a time."""
 
     pieces: tuple[str, ...]
+    continued: bool = False
+    """It goes on a sentence whose first clauses were spoken already: join it with a comma's pause."""
+    continues: bool = False
+    """An early clause: the rest of its sentence follows."""
 
     @property
     def text(self) -> str:
         return " ".join(self.pieces)
 
 
-def _early_clause(buffer: SentenceBuffer) -> str | None:
-    """Take the first clause of the streamed first sentence off the buffer once it is known, speakable.
+def _early_piece(buffer: SentenceBuffer, first: bool) -> str | None:
+    """Take the next sure clause (or first phrase) of the streamed first sentence off the buffer.
 
-    Even a short clause goes once the next word has begun: Piper speaks "Sure," while the rest of the
-    sentence is still being written.
+    Even a short clause goes as soon as its mark arrives: Piper speaks "Sure," while the rest of the
+    sentence is still being written. A phrase cut before "because" or "with" is spoken with a comma.
     """
-    end = first_clause_end(buffer.pending, FIRST_CLAUSE_MIN_HEAD)
-    if end is None:
-        return None
-    head = buffer.pending[:end]
-    clause = make_speakable(head)
-    if not is_speakable(clause):
-        return None
-    buffer.take(end)
-    mark = head.strip()[-1]
-    return clause if clause.endswith(mark) else clause + mark
+    while (piece := take_early_piece(buffer, first)) is not None:
+        text = make_speakable(piece.text)
+        if is_speakable(text):
+            mark = "," if piece.is_phrase else piece.text.strip()[-1]
+            return text if text.endswith(mark) else text + mark
+    return None
 
 
 def cut_long(sentence: str, max_chars: int = DEFAULT_MAX_PIECE_CHARS) -> list[str]:
@@ -78,20 +71,28 @@ class SentenceSplitter:
     split_first_clause: bool = True
     _buffer: SentenceBuffer = field(default_factory=SentenceBuffer)
     _emitted: int = 0
+    _first_sentence_open: bool = True
 
     def add(self, chunk: str) -> Iterator[Sentence]:
         """Sentences completed by this chunk.
 
-        The first clause of the first sentence goes out on its own as soon as it is known, before the
-        sentence is complete. Emoji and asterisks go before boundary detection: "high. **Bold**" or
-        "done. 😀 Next" would otherwise hide the sentence break (it wants a capital after the space).
+        While the first sentence is being written, its clauses go out one by one as soon as each is
+        known (the first may be a phrase). Emoji and asterisks go before boundary detection: "high.
+        **Bold**" or "done. 😀 Next" would otherwise hide the sentence break (it wants a capital after
+        the space).
         """
         self._buffer.append(strip_emoji(chunk).replace("*", ""))
-        if self.split_first_clause and self._emitted == 0 and (clause := _early_clause(self._buffer)):
+        if sentences := self._buffer.sentences():
+            for raw in sentences:
+                yield from self._sentence(raw)
+            self._first_sentence_open = False
+            return
+        while self.split_first_clause and self._first_sentence_open:
+            clause = _early_piece(self._buffer, first=self._emitted == 0)
+            if clause is None:
+                break
+            yield Sentence((clause,), continued=self._emitted > 0, continues=True)
             self._emitted += 1
-            yield Sentence((clause,))
-        for raw in self._buffer.sentences():
-            yield from self._sentence(raw)
 
     def finish(self) -> Iterator[Sentence]:
         """Whatever text is left at the end of the stream."""
@@ -111,5 +112,7 @@ class SentenceSplitter:
             clause = first_clause(pieces[0])
             if clause is not None:
                 pieces[:1] = clause
+        continued = self._emitted > 0 and self._first_sentence_open
+        self._first_sentence_open = False
         self._emitted += 1
-        yield Sentence(tuple(pieces))
+        yield Sentence(tuple(pieces), continued=continued)
