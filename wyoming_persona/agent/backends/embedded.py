@@ -48,7 +48,14 @@ def open_model(path: Path, settings: EmbeddedSettings) -> Any:
 
     if not Path(path).is_file():
         raise BackendError(f"no GGUF model at {path}")
-    kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": settings.n_ctx, "verbose": False}
+    # No mmap: llama.cpp repacks most weights into its own CPU layout, so a mapped file would stay
+    # resident beside that copy (qwen-1.5b: 1.86 GiB resident mapped, 1.26 GiB read in; same speed).
+    kwargs: dict[str, Any] = {
+        "model_path": str(path),
+        "n_ctx": settings.n_ctx,
+        "use_mmap": False,
+        "verbose": False,
+    }
     if settings.n_threads:
         kwargs["n_threads"] = settings.n_threads
     if settings.seed is not None:
