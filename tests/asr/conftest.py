@@ -14,6 +14,7 @@ from vad.helpers import running
 from wyoming_persona.asr.handler import AsrEventHandler, AsrSettings
 from wyoming_persona.asr.info import asr_info
 from wyoming_persona.asr.models import resolve_model
+from wyoming_persona.asr.smart_turn import SmartTurnModel
 from wyoming_persona.asr.transcriber import WhisperSettings, WhisperTranscriber
 from wyoming_persona.wyoming_server import FrameLimits, ServiceServer
 
@@ -27,12 +28,20 @@ def transcriber() -> Iterator[WhisperTranscriber]:
     transcriber.close()
 
 
+@pytest.fixture(scope="session")
+def turn_model() -> SmartTurnModel:
+    """Smart Turn v3 from the installed pipecat-ai wheel, loaded once."""
+    return SmartTurnModel()
+
+
 @pytest.fixture
 def asr_server(transcriber, silero) -> Callable[..., AbstractAsyncContextManager[ServiceServer]]:
-    """`async with asr_server(settings, limits) as server:` an ASR server on a free loopback port."""
+    """`async with asr_server(settings, limits, turn_model) as server:` an ASR server on a free port."""
 
     def make(
-        settings: AsrSettings | None = None, limits: FrameLimits | None = None
+        settings: AsrSettings | None = None,
+        limits: FrameLimits | None = None,
+        turn_model: SmartTurnModel | None = None,
     ) -> AbstractAsyncContextManager[ServiceServer]:
         settings = settings or AsrSettings()
         info = asr_info(transcriber, endpointing=settings.endpoint_ms is not None)
@@ -43,6 +52,7 @@ def asr_server(transcriber, silero) -> Callable[..., AbstractAsyncContextManager
             transcriber=transcriber,
             vad_model=silero,
             settings=settings,
+            turn_model=turn_model,
         )
         return running(ServiceServer("tcp://127.0.0.1:0", factory))
 

@@ -78,12 +78,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=8.0,
         help="with --endpointing-ms: empty transcript if no speech starts within this time",
     )
+    vad.add_argument(
+        "--smart-turn",
+        action="store_true",
+        help="with --endpointing-ms: end a turn as soon as the speech stops if the Smart Turn v3 model "
+        "(from the pipecat-ai package) judges it complete, instead of waiting for the silence",
+    )
+    vad.add_argument(
+        "--smart-turn-threshold",
+        type=float,
+        default=0.5,
+        help="Smart Turn probability from which a turn counts as complete (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..vad.segmenter import VadSettings
     from .handler import AsrSettings, normalize_language
     from .models import ModelNotFoundError, resolve_model
+    from .smart_turn import SmartTurnNotFoundError, default_model_path
     from .transcriber import WhisperSettings
 
     try:
@@ -92,8 +105,15 @@ def run(args: argparse.Namespace) -> int:
             min_speech_ms=args.min_speech_ms,
             min_silence_ms=args.early_silence_ms,
         )
+        if args.smart_turn and args.endpointing_ms is None:
+            raise ValueError("--smart-turn needs --endpointing-ms (without it the client ends the turn)")
+        if not 0.0 < args.smart_turn_threshold < 1.0:
+            raise ValueError(
+                f"--smart-turn-threshold must be between 0 and 1, got {args.smart_turn_threshold}"
+            )
         model_path = resolve_model(args.model, args.cache_dir)
-    except (ValueError, ModelNotFoundError) as err:
+        turn_path = default_model_path() if args.smart_turn else None
+    except (ValueError, ModelNotFoundError, SmartTurnNotFoundError) as err:
         _LOGGER.error("%s", err)
         return 2
     whisper = WhisperSettings(
@@ -112,19 +132,29 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         endpoint_ms=args.endpointing_ms,
         no_speech_seconds=args.no_speech_seconds,
+        turn_threshold=args.smart_turn_threshold,
     )
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
-    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits, metrics_options(args)))
+    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits, metrics_options(args), turn_path))
     return 0
 
 
-async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=None) -> None:
+async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=None, turn_path=None) -> None:
     from ..vad.silero import SileroModel
     from .handler import AsrEventHandler
     from .info import asr_info
+    from .smart_turn import SmartTurnModel
     from .transcriber import WhisperTranscriber
 
     vad_model = await asyncio.to_thread(SileroModel)
+    turn_model = await asyncio.to_thread(SmartTurnModel, turn_path) if turn_path else None
+    if turn_model is not None:
+        await asyncio.to_thread(turn_model.warm_up)
+        _LOGGER.info(
+            "Smart Turn v3 end-of-turn model loaded from %s (complete from %g)",
+            turn_model.path,
+            settings.turn_threshold,
+        )
     transcriber = await asyncio.to_thread(WhisperTranscriber, whisper)
     _LOGGER.info(
         "Whisper %s from %s loaded in %.2f s (%s, %s, %d threads, beam %d, window %s); language %s",
@@ -146,6 +176,7 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=N
         transcriber=transcriber,
         vad_model=vad_model,
         settings=settings,
+        turn_model=turn_model,
     )
     try:
         await serve(uri, factory, zeroconf, metrics)

@@ -15,6 +15,13 @@ answers, and ignores the rest of the stream (Home Assistant 2026.5+ stops stream
 arrives, if the server advertises requires_external_vad=False). A client's `vad_sensitivity` picks
 Home Assistant's own waits (aggressive 250 ms, relaxed 1250 ms). No speech at all within
 `no_speech_seconds` gives an empty transcript.
+
+Endpointing by meaning (a Smart Turn v3 model, only with endpointing): at the early-decode point the
+last 8 s of audio are judged in a worker thread; a turn judged complete ends at once, without waiting
+for `endpoint_ms` of silence. A turn judged incomplete keeps the plain silence endpoint, no longer, so
+Smart Turn only ever ends a turn sooner (a complete command it misjudges costs nothing over today).
+Speech that resumes makes a pending judgement stale. A lock keeps a judgement from ending the stream in
+the middle of an event.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from ..audio_input import AudioInput
 from ..vad.segmenter import VadEventKind, VadSettings
 from ..vad.silero import SileroModel
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
+from .smart_turn import WINDOW_SAMPLES as TURN_WINDOW_SAMPLES
+from .smart_turn import SmartTurnModel
 from .transcriber import Cancelled, TranscriptResult, WhisperTranscriber
 from .utterance import Utterance
 
@@ -47,10 +56,13 @@ class AsrSettings:
     max_seconds: float = 30.0
     endpoint_ms: int | None = None  # set: end the utterance ourselves after this much silence
     no_speech_seconds: float = 8.0  # with endpointing: give up (empty transcript) if nobody speaks
+    turn_threshold: float = 0.5  # with endpointing and Smart Turn: end a turn judged at least this complete
 
 
 # Home Assistant's own end-of-speech waits per sensitivity, used when a client asks for one.
 _SENSITIVITY_MS = {"aggressive": 250, "relaxed": 1250}
+# Audio before the first speech that Smart Turn sees (pipecat's pre_speech_ms).
+_TURN_LEAD_MS = 500
 
 
 def normalize_language(language: str | None) -> str | None:
@@ -94,6 +106,7 @@ class AsrEventHandler(WyomingService):
         transcriber: WhisperTranscriber,
         vad_model: SileroModel,
         settings: AsrSettings,
+        turn_model: SmartTurnModel | None = None,
     ) -> None:
         super().__init__(reader, writer, info, limits)
         self.transcriber = transcriber
@@ -106,8 +119,16 @@ class AsrEventHandler(WyomingService):
         self._answering: asyncio.Task | None = None
         self._jobs: set[_Job] = set()  # every unfinished job of this connection, dropped on hang-up
         self.endpoint_ms = settings.endpoint_ms
+        self.turn_model = turn_model
+        self._judgement: asyncio.Task | None = None  # a pending Smart Turn judgement
+        self._judgement_run = None  # its onnxruntime RunOptions, to stop the model when it is moot
+        self._lock = asyncio.Lock()  # one event, or one judgement's ending, at a time
 
     async def handle_event(self, event: Event) -> bool:
+        async with self._lock:
+            return await self._handle(event)
+
+    async def _handle(self, event: Event) -> bool:
         if AudioChunk.is_type(event.type):
             await self._on_chunk(event)
             return True
@@ -125,7 +146,10 @@ class AsrEventHandler(WyomingService):
         raise self.unexpected(event)
 
     async def disconnect(self) -> None:
+        judgement = self._judgement
         self._drop()
+        if judgement is not None:
+            await asyncio.wait([judgement])
         for job in list(self._jobs):
             job.drop()
         if self._answering is not None and not self._answering.done():
@@ -160,10 +184,12 @@ class AsrEventHandler(WyomingService):
                 f"utterance longer than the {self.settings.max_seconds:g} s limit; audio dropped", "too-long"
             )
         events = await asyncio.to_thread(utterance.feed, pcm)
-        if self.job is not None and any(e.kind is VadEventKind.STARTED for e in events):
-            self.log.debug("Connection %s: speech resumed, dropping early decode", self.connection_id)
-            self.job.drop()
-            self.job = None
+        if any(e.kind is VadEventKind.STARTED for e in events):
+            self._cancel_judgement()
+            if self.job is not None:
+                self.log.debug("Connection %s: speech resumed, dropping early decode", self.connection_id)
+                self.job.drop()
+                self.job = None
         bounds = utterance.bounds
         if bounds is not None and (self.job is None or self.job.bounds != bounds):
             if self.job is not None:
@@ -174,10 +200,57 @@ class AsrEventHandler(WyomingService):
                 bounds[1] * 1000 // RATE,
             )
             self.job = self._start_job(utterance, self.language)
+            self._start_judgement(utterance, bounds)
         if self._endpoint(utterance):
             # Our own end of speech: answer now and ignore the rest of this stream.
+            self._cancel_judgement()
             self.audio.fail()
             await self._finalize(utterance)
+
+    def _start_judgement(self, utterance: Utterance, bounds: tuple[int, int]) -> None:
+        if self.turn_model is None or self.endpoint_ms is None:
+            return
+        self._cancel_judgement()
+        audio = utterance.recent_audio(_TURN_LEAD_MS, TURN_WINDOW_SAMPLES)
+        self._judgement_run = run = self.turn_model.run_options()
+        self._judgement = asyncio.create_task(self._judge(self.turn_model, utterance, bounds, audio, run))
+
+    async def _judge(
+        self, model: SmartTurnModel, utterance: Utterance, bounds: tuple[int, int], audio, run
+    ) -> None:
+        """Ask Smart Turn about the speech that ended at `bounds`; end the utterance if it is complete."""
+        try:
+            started = time.perf_counter()
+            probability = await asyncio.to_thread(model.probability, audio, run)
+            async with self._lock:
+                stale = self.utterance is not utterance or utterance.bounds != bounds
+                complete = probability >= self.settings.turn_threshold
+                self.log.debug(
+                    "Connection %s: Smart Turn %.3f (%.0f ms) for speech ending at %d ms: %s",
+                    self.connection_id,
+                    probability,
+                    (time.perf_counter() - started) * 1000,
+                    bounds[1] * 1000 // RATE,
+                    "too late, the utterance has ended or speech went on"
+                    if stale
+                    else "complete, ending the utterance"
+                    if complete
+                    else f"incomplete, waiting for {self.endpoint_ms} ms of silence",
+                )
+                if stale:
+                    return
+                if complete:
+                    self.audio.fail()
+                    await self._finalize(utterance)
+        except Exception:  # a background task: the silence endpoint still ends the utterance
+            self.log.exception("Connection %s: Smart Turn judgement failed", self.connection_id)
+
+    def _cancel_judgement(self) -> None:
+        """Drop a pending judgement; its model run stops too (it would slow the Whisper decode)."""
+        if self._judgement is not None and not self._judgement.done():
+            self._judgement_run.terminate = True
+            self._judgement.cancel()
+        self._judgement = self._judgement_run = None
 
     def _endpoint(self, utterance: Utterance) -> bool:
         if self.endpoint_ms is None:
@@ -194,6 +267,7 @@ class AsrEventHandler(WyomingService):
         utterance = self.utterance
         if not self.audio.stop() or utterance is None:
             raise ClientError("audio-stop without audio-start", "no-audio-start")
+        self._cancel_judgement()
         await self._finalize(utterance)
 
     async def _finalize(self, utterance: Utterance) -> None:
@@ -274,6 +348,7 @@ class AsrEventHandler(WyomingService):
         await self.write_event(TranscriptStop().event())
 
     def _drop(self) -> None:
+        self._cancel_judgement()
         if self.job is not None:
             self.job.drop()
             self.job = None

@@ -62,6 +62,11 @@ class Utterance:
                 self.speech_end = event.sample
         return events
 
+    def recent_audio(self, lead_ms: int, max_samples: int) -> np.ndarray:
+        """Float audio from `lead_ms` before the first speech to now, at most the last `max_samples`."""
+        start = max(0, (self.speech_start or 0) - lead_ms * RATE // 1000, self.samples - max_samples)
+        return pcm_to_float(bytes(self.pcm[start * 2 :]))
+
     def speech_audio(self) -> np.ndarray:
         """Float audio of the speech with padding (call once the speech has ended)."""
         if self.speech_start is None or self.speech_end is None:
