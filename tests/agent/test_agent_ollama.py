@@ -15,6 +15,7 @@ from wyoming_persona.agent.backends import (
     create_backend,
     probe_ollama,
 )
+from wyoming_persona.agent.backends.base import ChatRequest
 from wyoming_persona.agent.backends.ollama import OllamaChatBackend
 from wyoming_persona.agent.chat import ChatSettings
 from wyoming_persona.personas import persona_messages
@@ -184,3 +185,20 @@ async def test_auto_probe_picks_ollama_when_it_answers(fake_ollama, unused_tcp_p
         assert isinstance(backend, OllamaChatBackend)
     finally:
         await backend.close()
+
+
+async def test_a_persona_model_for_the_embedded_backend_is_not_sent_to_ollama(fake_ollama):
+    """`llm.model: qwen-1.5b` (a catalog name) or a .gguf path means nothing to Ollama: the backend's own
+    model answers; any other name is Ollama's ("mistral:7b")."""
+    backend = ollama(fake_ollama)
+    messages = ({"role": "user", "content": "Hi"},)
+    for model in ("qwen-1.5b", "/models/pirate.gguf", "mistral:7b", None):
+        async for _ in backend.stream(ChatRequest(messages=messages, model=model)):
+            pass
+    await backend.close()
+    assert [body["model"] for body in fake_ollama.requests] == [
+        "llama3.2",
+        "llama3.2",
+        "mistral:7b",
+        "llama3.2",
+    ]

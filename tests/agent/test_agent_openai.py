@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from wyoming_persona.agent.backends import OpenAISettings
+from wyoming_persona.agent.backends.base import ChatRequest
 from wyoming_persona.agent.backends.openai import OpenAIChatBackend
 from wyoming_persona.agent.chat import ChatSettings
 from wyoming_persona.personas import persona_messages
@@ -95,3 +96,13 @@ async def test_client_disconnect_stops_the_stream(fake_openai, manager):
 
     fake_openai.mode = "endless"
     await assert_disconnect_stops(fake_openai, manager, openai(fake_openai))
+
+
+async def test_a_persona_model_for_the_embedded_backend_is_not_sent_to_the_server(fake_openai):
+    backend = openai(fake_openai)
+    messages = ({"role": "user", "content": "Hi"},)
+    for model in ("smollm2", "served-model"):
+        async for _ in backend.stream(ChatRequest(messages=messages, model=model)):
+            pass
+    await backend.close()
+    assert [body["model"] for body in fake_openai.requests] == ["test-model", "served-model"]

@@ -227,6 +227,7 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
     from .chat import PersonaChat
     from .handler import PersonaEventHandler, build_info
     from .history import ConversationStore
+    from .models import is_embedded_only
 
     backend = await create_backend(settings.backend)
     warming: asyncio.Task | None = None
@@ -235,6 +236,15 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
         prepare = getattr(backend, "prepare_models", None)  # the embedded backend: personas' llm.model
         if prepare is not None:  # loads the active persona's own model too: nothing loads at a first reply
             await prepare([(str(p.source), p.llm.model) for p in personas])
+        else:
+            for persona in personas:
+                if persona.llm.model and is_embedded_only(persona.llm.model):
+                    _LOGGER.info(
+                        "%s: llm.model %r is for the embedded backend; %s answers with its own model",
+                        persona.source,
+                        persona.llm.model,
+                        backend.name,
+                    )
         warm = getattr(backend, "warm", None)  # the embedded backend: process every persona's prompt
         warming = asyncio.create_task(warm(opening_requests(personas))) if warm is not None else None
         problem = await probe_server(settings.backend)

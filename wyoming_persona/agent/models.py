@@ -135,6 +135,20 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "wyoming-persona" / "models"
 
 
+def is_embedded_only(model: str) -> bool:
+    """A catalog name or a .gguf path: a model for the embedded backend, not a server's model name."""
+    return model in CATALOG or model.lower().endswith(".gguf")
+
+
+def server_model(persona_model: str | None, configured: str) -> str:
+    """The model a server backend (Ollama, OpenAI-compatible) asks for: the persona's `llm.model`
+    when it names a server model, else the backend's own (a persona written for the embedded backend,
+    `llm.model: qwen-1.5b`, keeps working when the user switches to Ollama)."""
+    if persona_model and not is_embedded_only(persona_model):
+        return persona_model
+    return configured
+
+
 def lookup(model: str) -> CatalogModel | Path:
     """A catalog entry or an existing file; anything else is a ModelError listing the choices."""
     entry = CATALOG.get(model)

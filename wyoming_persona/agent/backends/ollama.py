@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import ollama
 
+from ..models import server_model
 from .base import BackendError, ChatRequest, Delta
 from .settings import BackendSettings, OllamaSettings
 
@@ -41,7 +42,7 @@ class OllamaChatBackend:
             options["seed"] = settings.seed
         try:
             parts = await self._client.chat(
-                model=request.model or settings.model,
+                model=server_model(request.model, settings.model),
                 messages=[dict(message) for message in request.messages],
                 stream=True,
                 options=options,

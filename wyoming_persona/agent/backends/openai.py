@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from ..models import server_model
 from .base import BackendError, ChatRequest, Delta
 from .settings import BackendSettings, OpenAISettings
 
@@ -35,7 +36,7 @@ class OpenAIChatBackend:
     def _body(self, request: ChatRequest) -> dict:
         settings = self.settings
         body: dict = {
-            "model": request.model or settings.model,
+            "model": server_model(request.model, settings.model),
             "messages": [dict(message) for message in request.messages],
             "stream": True,
         }
