@@ -7,9 +7,11 @@ import json
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -20,19 +22,44 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
 
+@dataclass(frozen=True)
+class BenchSuite:
+    """Running services by name (`suite["asr"]` is an address) and the private root they use:
+    `personas/`, `state/` (switch with a PersonaManager on them) and `logs/`."""
+
+    addresses: dict[str, str]
+    root: Path
+
+    def __getitem__(self, name: str) -> str:
+        return self.addresses[name]
+
+    def switch(self, persona_id: str) -> None:
+        """Make `persona_id` the active persona, as `talk --persona` does (the services read the state)."""
+        from wyoming_persona.personas.state import ActivePersonaStore
+
+        ActivePersonaStore(self.root / "state").write(persona_id)
+
+
 @contextlib.asynccontextmanager
 async def bench_suite(
     names: tuple[str, ...], extra_args: dict[str, tuple[str, ...]] | None = None
-) -> AsyncIterator[dict[str, str]]:
-    """Start the named services on free ports (plus any extra flags); yields name -> address."""
+) -> AsyncIterator[BenchSuite]:
+    """Start the named services on free ports (plus any extra flags), with a private copy of the
+    personas; a failure prints the tail of each service's log."""
     with tempfile.TemporaryDirectory(prefix="wp-bench-") as tmp:
         root = Path(tmp)
         shutil.copytree(REPO / "config" / "personas", root / "personas")
         (root / "logs").mkdir()
         ports = free_ports(("vad", "asr", "persona", "tts", "api"))
         suite = running_suite(root / "personas", root / "state", root / "logs", ports, names, extra_args)
-        async with suite as running:
-            yield {name: service.address for name, service in running.services.items()}
+        try:
+            async with suite as running:
+                yield BenchSuite({name: service.address for name, service in running.services.items()}, root)
+        except BaseException:
+            for log in sorted((root / "logs").glob("*.log")):
+                tail = log.read_text(errors="replace")[-2000:]
+                print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
+            raise
 
 
 def median_ms(values: Sequence[float | None]) -> float | None:

@@ -43,19 +43,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,7 +61,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _suite import REPO, machine, save
+from _suite import REPO, bench_suite, machine, save
 
 DEFAULT_MODELS = ("smollm2", "qwen-0.5b", "qwen-1.5b")
 DEFAULT_QUESTIONS = REPO / "bench" / "persona_questions.yaml"
@@ -429,29 +426,6 @@ class Answer:
     total: float | None = None
 
 
-@contextlib.asynccontextmanager
-async def persona_suite(
-    names: tuple[str, ...], extra_args: dict[str, tuple[str, ...]]
-) -> AsyncIterator[tuple[dict[str, str], Path]]:
-    """bench_suite, but also yields the private root (personas/ and state/ inside)."""
-    from wyoming_persona.suite import free_ports, running_suite
-
-    with tempfile.TemporaryDirectory(prefix="wp-bench-persona-") as tmp:
-        root = Path(tmp)
-        shutil.copytree(REPO / "config" / "personas", root / "personas")
-        (root / "logs").mkdir()
-        ports = free_ports(("vad", "asr", "persona", "tts", "api"))
-        suite = running_suite(root / "personas", root / "state", root / "logs", ports, names, extra_args)
-        try:
-            async with suite as running:
-                yield {name: s.address for name, s in running.services.items()}, root
-        except BaseException:
-            for log in sorted((root / "logs").glob("*.log")):
-                tail = log.read_text(errors="replace")[-2000:]
-                print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
-            raise
-
-
 async def _read(client, what: str):
     from wyoming.error import Error
 
@@ -614,7 +588,8 @@ async def run_model(
     names = ("persona", "tts") if audio else ("persona",)
     extra = {"persona": ("--backend", "embedded", "--model", model)}
     rng = random.Random(f"{SEED}-{model}")
-    async with persona_suite(names, extra) as (services, root):
+    async with bench_suite(names, extra) as suite:
+        services, root = suite.addresses, suite.root
         personas = load_folder(root / "personas")
         chosen = list(persona_ids or personas)
         unknown = [p for p in chosen if p not in personas]
