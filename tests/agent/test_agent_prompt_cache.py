@@ -188,3 +188,43 @@ async def test_persona_models_are_loaded_at_start_not_at_the_first_reply(cached)
         await asyncio.to_thread(backend._executor.shutdown)
         for llama in backend._extra.values():
             llama.close()
+
+
+async def test_a_restart_reads_the_saved_persona_prompts_instead_of_processing_them(personas, tmp_path):
+    settings = dataclasses.replace(SETTINGS, prompt_cache_mib=64, prompt_cache_dir=tmp_path)
+    pirate = personas["pirate"]
+    question = _request(pirate, "What time is it?")
+    replies = []
+    for start in ("first", "restart"):
+        llama = open_model(service_model_path(settings), settings)
+        model = Model(LlamaCppChatBackend(settings, llama), Evals(llama))
+        try:
+            await model.backend.warm(opening_requests([pirate]))
+            stats = PromptCache.of(model.llama, 64).stats
+            if start == "first":
+                assert model.evals.batches and stats.loads == 0  # processed, and saved
+                assert len(list(tmp_path.glob("*.kv"))) == 1
+            else:
+                assert model.evals.batches == [] and stats.loads == 1  # read back, nothing processed
+            model.evals.clear()
+            replies.append(await _reply(model, question))
+            prompt, *_ = model.evals.batches
+            assert prompt < 20  # the question and its turn markers only
+        finally:
+            await model.backend.close()
+    assert replies[0] and replies[0] == replies[1]
+
+
+async def test_a_prompt_folder_that_cannot_be_written_is_a_warning(personas, tmp_path, caplog):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    settings = dataclasses.replace(SETTINGS, prompt_cache_mib=64, prompt_cache_dir=blocked)
+    llama = open_model(service_model_path(settings), settings)
+    model = Model(LlamaCppChatBackend(settings, llama), Evals(llama))
+    try:
+        await model.backend.warm(opening_requests([personas["robot"]]))
+        assert PromptCache.of(model.llama, 64).stats.entries == 1  # kept in memory all the same
+        assert "Could not save a prompt snapshot" in caplog.text
+        assert await _reply(model, _request(personas["robot"], "Status?"))
+    finally:
+        await model.backend.close()

@@ -30,7 +30,15 @@ from .backends.settings import (
 )
 from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings
 from .history import DEFAULT_MAX_TURNS, DEFAULT_TTL, HistorySettings
-from .models import CACHE_DIR_ENV, CATALOG, DEFAULT_MODEL, ModelError, lookup
+from .models import (
+    CACHE_DIR_ENV,
+    CATALOG,
+    DEFAULT_MODEL,
+    ModelError,
+    default_cache_dir,
+    is_embedded_only,
+    lookup,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -137,6 +145,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MiB per model for processed persona prompts, so a new conversation or a persona switch "
         "does not re-read the prompt; 0 disables (default: %(default)s)",
     )
+    group.add_argument(
+        "--prompt-cache-dir",
+        type=Path,
+        default=None,
+        help="where processed persona prompts are saved, so a restart does not process them again "
+        "(default: prompts/ in the model cache dir)",
+    )
+    group.add_argument(
+        "--no-prompt-files", action="store_true", help="keep processed persona prompts in memory only"
+    )
+
+
+def _prompt_dir(args: argparse.Namespace) -> Path:
+    return args.prompt_cache_dir or (args.model_cache_dir or default_cache_dir()) / "prompts"
 
 
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
@@ -165,6 +187,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
             n_ctx=args.n_ctx,
             repeat_penalty=args.repeat_penalty,
             prompt_cache_mib=args.prompt_cache_mib,
+            prompt_cache_dir=None if args.no_prompt_files else _prompt_dir(args),
             n_threads=args.n_threads,
             temperature=args.temperature,
             seed=args.seed,
@@ -227,7 +250,6 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
     from .chat import PersonaChat
     from .handler import PersonaEventHandler, build_info
     from .history import ConversationStore
-    from .models import is_embedded_only
 
     backend = await create_backend(settings.backend)
     warming: asyncio.Task | None = None

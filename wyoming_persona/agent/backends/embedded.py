@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -116,29 +117,43 @@ class LlamaCppChatBackend:
     async def warm(self, requests: Iterable[ChatRequest]) -> None:
         """Process each request's prompt prefix (all before its last message's text) into the prompt
         cache, one at a time on the worker thread: a question waits behind one prefix at most."""
+        started = time.monotonic()
+        outcomes = []
         for request in requests:
             try:
                 future = self._executor.submit(self._warm_one, request)
             except RuntimeError:  # the backend is closing
                 return
-            await asyncio.wrap_future(future)
+            outcomes.append(await asyncio.wrap_future(future))
+        _LOGGER.info(
+            "Persona prompts ready in %.1f s: %d processed, %d read from saved files",
+            time.monotonic() - started,
+            outcomes.count("processed"),
+            outcomes.count("loaded"),
+        )
 
-    def _warm_one(self, request: ChatRequest) -> None:
-        """On the worker thread; only models already loaded (warming never loads or evicts one)."""
+    def _warm_one(self, request: ChatRequest) -> str | None:
+        """On the worker thread; only models already loaded (warming never loads or evicts one).
+        Returns "loaded" (from a saved file), "processed", or None (nothing to do, or it failed)."""
         try:
             path = self._persona_model_path(request.model) if request.model else None
         except ModelError:
-            return
+            return None
         llama = self._llama if path is None else self._extra.get(path)
-        cache = PromptCache.of(llama, self.settings.prompt_cache_mib) if llama is not None else None
+        cache = self._prompt_cache(llama) if llama is not None else None
         if cache is None:
-            return
+            return None
+        loads = cache.stats.loads
         try:
             tokens = cache.warm([dict(message) for message in request.messages])
         except _MODEL_ERRORS as err:
             _LOGGER.warning("Could not process a persona prompt ahead: %s", _describe(err))
-            return
+            return None
         _LOGGER.debug("Prompt cache: %d-token prefix ready (%s)", tokens, cache.stats)
+        return "loaded" if cache.stats.loads > loads else "processed"
+
+    def _prompt_cache(self, llama: Any) -> PromptCache | None:
+        return PromptCache.of(llama, self.settings.prompt_cache_mib, self.settings.prompt_cache_dir)
 
     def _persona_model_path(self, name: str) -> Path | None:
         """The file for a persona's `llm.model`, or None when the service model answers for it."""
@@ -211,7 +226,7 @@ class LlamaCppChatBackend:
             llama = self._model_for(request.model)
             arguments = self._arguments(request)
             arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"], llama)
-            cache = PromptCache.of(llama, self.settings.prompt_cache_mib)
+            cache = self._prompt_cache(llama)
             if cache is not None:  # restore the longest processed prefix of this prompt
                 cache.prepare(arguments["messages"])
             chunks = llama.create_chat_completion(**arguments)

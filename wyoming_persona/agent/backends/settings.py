@@ -67,6 +67,8 @@ class EmbeddedSettings:
     prompt_cache_mib: float = DEFAULT_PROMPT_CACHE_MIB
     """Per loaded model: processed prompt prefixes kept (backends/prompt_cache.py); 0 disables.
     About 400 prompt tokens take 11 MiB with qwen-1.5b, 5 MiB with qwen-0.5b, 9 MiB with smollm2."""
+    prompt_cache_dir: Path | None = None
+    """Where processed persona openings are also saved for the next start; None: memory only."""
 
 
 @dataclass(frozen=True)
