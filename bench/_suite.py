@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import platform
@@ -33,6 +34,11 @@ class BenchSuite:
     def __getitem__(self, name: str) -> str:
         return self.addresses[name]
 
+    async def wait_for_log(self, service: str, text: str, timeout_s: float = 900.0) -> None:
+        """Until `service`'s log has a line with `text` (e.g. the persona service's "Persona prompts
+        ready", after its start-up work)."""
+        await asyncio.to_thread(_wait_for_text, self.root / "logs" / f"{service}.log", text, timeout_s)
+
     def switch(self, persona_id: str) -> None:
         """Make `persona_id` the active persona, as `talk --persona` does (the services read the state)."""
         from wyoming_persona.personas.state import ActivePersonaStore
@@ -60,6 +66,14 @@ async def bench_suite(
                 tail = log.read_text(errors="replace")[-2000:]
                 print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
             raise
+
+
+def _wait_for_text(log: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in (log.read_text(errors="replace") if log.exists() else ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} in {log} after {timeout_s:.0f} s")
+        time.sleep(1)
 
 
 def median_ms(values: Sequence[float | None]) -> float | None:

@@ -19,7 +19,8 @@ SERVICES = ("vad", "asr", "persona", "tts", "api")
 
 
 async def bench() -> int:
-    async with bench_suite(SERVICES):
+    async with bench_suite(SERVICES) as suite:
+        await suite.wait_for_log("persona", "Persona prompts ready")  # start-up work done: idle
         await asyncio.sleep(5)  # let start-up allocations settle
         rows = {}
         for child in psutil.Process().children(recursive=True):

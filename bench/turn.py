@@ -9,8 +9,9 @@ the joe Piper voice. Audio is streamed in real time as a satellite would, each q
 0.8 s of silence before audio-stop. Every persona answers once before anything is timed, so the
 service's own start-up work (processing each persona's prompt) is over.
 
-Switch: for each persona but the default one, the first turn after switching to it, then the same
-question again as that persona; the difference of the two is what the switch costs.
+Switch: for each persona but the default one, the first turn after switching to it, then another
+question, then the first question again as that persona; the difference between the first and the last
+turn is what the switch costs (the question in between keeps the model from reusing the last one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def bench(rounds: int, asr_args: tuple[str, ...]) -> int:
             (await synthesize_question(text, endpoints, "en_US-joe-medium")).padded(0.3, 0.8)
             for text in QUESTIONS
         ]
+        await services.wait_for_log("persona", "Persona prompts ready")
         personas = sorted(load_folder(services.root / "personas"))
         default = PersonaManager(services.root / "personas", services.root / "state").active().id
         for persona_id in [*(p for p in personas if p != default), default]:  # warm-up, default last
@@ -101,12 +103,13 @@ async def bench(rounds: int, asr_args: tuple[str, ...]) -> int:
 async def _switch_costs(
     services: BenchSuite, endpoints: Endpoints, questions: list, persona_ids: list[str]
 ) -> list[tuple[TurnResult, TurnResult]]:
-    """(first turn after switching to it, the same question again) per persona."""
+    """(first turn after switching to it, the same question later as that persona) per persona."""
     pairs = []
     for index, persona_id in enumerate(persona_ids):
-        question = questions[index % len(questions)]
+        question, other = questions[index % len(questions)], questions[(index + 1) % len(questions)]
         services.switch(persona_id)
         after = await run_turn(question, endpoints)
+        await run_turn(other, endpoints)
         again = await run_turn(question, endpoints)
         pairs.append((after, again))
         print(

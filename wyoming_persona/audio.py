@@ -1,5 +1,6 @@
 """PCM helpers shared by the services: the 16 kHz mono s16 working format, WAV files, silence, chunking.
 
+Python 3.13 has no `audioop`; there the `audioop-lts` package (a dependency on 3.13) provides the same module.
 Python 3.11 warns when `audioop` is imported; `wyoming.audio` imports it, and pytest turns warnings into
 errors, so the import happens here once with that one warning silenced. Import `wyoming.audio` through
 this module (or after it) to stay quiet.

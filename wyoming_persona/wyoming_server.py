@@ -184,6 +184,7 @@ class WyomingService(AsyncEventHandler):
             self.meter.handled(event.type, outcome, time.perf_counter() - started)
 
     async def write_event(self, event: Event) -> None:
+        _ensure_open(self.writer)
         await super().write_event(event)
         self.meter.sent(event.type)
 
@@ -194,7 +195,18 @@ class WyomingService(AsyncEventHandler):
     async def send_error(self, text: str, code: str | None = None) -> None:
         self.meter.error_sent(code)
         with contextlib.suppress(ConnectionError, RuntimeError):
+            _ensure_open(self.writer)
             await async_write_event(Error(text=text, code=code).event(), self.writer)
+
+
+def _ensure_open(writer: asyncio.StreamWriter) -> None:
+    """ConnectionResetError once the connection is closing or lost.
+
+    On Python 3.12+ asyncio's `writelines()`, which wyoming writes with, raises TypeError on a lost
+    connection (CPython gh-136234; 3.11 raised ConnectionResetError from `drain()`).
+    """
+    if writer.transport.is_closing():
+        raise ConnectionResetError("connection lost")
 
 
 HandlerFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter], WyomingService]

@@ -44,6 +44,11 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 CONFIG_READ = re.compile(r"bashio::config(?:\.[a-z_]+)?\s+'([a-z_]+)'")
 ABS_PATH = re.compile(r"(/(?:usr/lib/wyoming-persona|usr/share/wyoming-persona|etc/s6-overlay)[\w./-]*)")
 LISTEN_PORT = re.compile(r"tcp://0\.0\.0\.0:(\d+)|--port\s+(\d+)")
+HEALTHCHECK = re.compile(
+    r'HEALTHCHECK [^\n]*\\\n\s*CMD \["/usr/src/\.venv/bin/python3", "-m", "wyoming_persona\.healthcheck", '
+    r'"tcp://127\.0\.0\.1:(\d+)"\]'
+)
+WHEEL_PATH = '"/tmp/install/wyoming_persona-${WYOMING_PERSONA_VERSION}-py3-none-any.whl"'
 
 
 def _version() -> str:
@@ -167,12 +172,15 @@ def test_ports_exposed(slug: str) -> None:
     else:
         assert not discovery.exists()
     dockerfile = (ADDONS_DIR / slug / "Dockerfile").read_text()
-    health = set(map(int, re.findall(r"/dev/tcp/127\.0\.0\.1/(\d+)", dockerfile)))
-    assert health and health <= declared
+    health = set(map(int, HEALTHCHECK.findall(dockerfile)))
+    assert health and health <= declared, "HEALTHCHECK must ask the service to describe itself"
+    assert "/dev/tcp" not in dockerfile, "an open port is not a health check"
+    assert config["watchdog"] == f"tcp://[HOST]:[PORT:{min(health)}]"
 
 
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
 def test_dockerfile(slug: str) -> None:
+    """Our code only from the wheel in the add-on folder; third-party packages only hash-pinned."""
     folder = ADDONS_DIR / slug
     lines = [
         line.strip()
@@ -185,9 +193,27 @@ def test_dockerfile(slug: str) -> None:
     assert lines[1] in ("FROM ${BUILD_FROM}", "FROM $BUILD_FROM")
     text = "\n".join(lines)
     assert f"ARG WYOMING_PERSONA_VERSION={_version()}" in text
-    installs = re.findall(r'"wyoming-persona\[([a-z,]+)\]==\$\{WYOMING_PERSONA_VERSION\}"', text)
-    assert len(installs) == 1, "install exactly one pinned wyoming-persona[extras]"
-    assert set(installs[0].split(",")) <= _extras()
+    assert (folder / "wheels" / f"wyoming_persona-{_version()}-py3-none-any.whl").is_file(), (
+        f"{slug}/wheels has no wheel of version {_version()}: run make addon-wheels"
+    )
+    copies = [line.split()[1:] for line in lines if line.startswith("COPY") and "/tmp/install/" in line]
+    assert len(copies) == 1 and {"requirements.txt", "wheels/"} <= set(copies[0][:-1])
+    commands = [c.strip(" \\") for c in re.split(r"&&|\bRUN\b", text.replace("\\\n", " "))]
+    installs = [c for c in commands if re.search(r"\bpip install\b", c)]
+    assert installs, f"{slug}/Dockerfile installs nothing with pip"
+    own = [c for c in installs if "wyoming_persona" in c or "wyoming-persona" in c]
+    assert len(own) == 1, f"{slug}: install our wheel exactly once, by path: {own}"
+    assert WHEEL_PATH in own[0] and "--no-index" in own[0] and "--no-deps" in own[0], own[0]
+    for command in installs:
+        if command is own[0]:
+            continue
+        # Anything taken from an index: only pinned, hashed files from requirement files in this folder.
+        assert "--require-hashes" in command and "--index-url https://pypi.org/simple" in command, command
+        arguments = command.split("pip install", 1)[1].split()
+        named = [a for a in arguments if not a.startswith("-") and not a.startswith("/tmp/install/")]
+        values = {arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a in ("-r", "--index-url")}
+        assert set(named) <= values, f"{slug}: packages named on the command line: {set(named) - values}"
+    assert any(re.search(r"\bpip check\b", c) for c in commands), "run pip check after installing"
     for line in lines:
         if line.startswith(("COPY", "ADD")):
             sources = line.split()[1:-1]
