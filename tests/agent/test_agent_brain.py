@@ -28,6 +28,16 @@ async def test_a_reply_stops_after_two_sentences(manager):
     assert reply.text == "Arr, that be Rome. It sits on seven hills." == "".join(chunks)
 
 
+async def test_a_greeting_does_not_crowd_out_the_answer(manager):
+    """Interjections of up to three words do not count toward the two sentences."""
+    manager.set_active("pirate")
+    text = "Ahoy, me hearty! I'm Captain Barnacle, matey. Rome be the capital. It sits on hills."
+    backend = ScriptedBackend(text)
+    chat = PersonaChat(manager, backend, ConversationStore())
+    reply = await chat.respond("Who are you and what's the capital of Italy?", "c", _collect([]))
+    assert reply.text == "Ahoy, me hearty! I'm Captain Barnacle, matey. Rome be the capital."
+
+
 async def test_asking_for_more_gets_more(manager):
     manager.set_active("pirate")
     backend = ScriptedBackend(LONG)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..personas import Persona, PersonaManager, build_system_prompt, example_turns
+from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatRequest
 from .commands import Command, CommandKind, recognize, spoken_list
 from .history import ConversationStore
@@ -24,6 +25,10 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_REPLY_TIMEOUT = 120.0
 DEFAULT_MAX_REPLY_TOKENS = 150
 DEFAULT_MAX_SENTENCES = 2
+INTERJECTION_WORDS = 3
+"""A sentence this short ("Ahoy, me hearty!", "Affirmative.") does not count toward the sentence limit:
+the persona's greeting must not crowd out the answer (seen through HA: "Ahoy, me hearty! I'm Captain
+Barnacle, matey." and no capital of Italy)."""
 DEFAULT_DETAIL_SENTENCES = 6
 DETAIL_FACTOR = 3
 """A reply the user asked to be detailed may have this many times the persona's token cap."""
@@ -233,7 +238,9 @@ class _SpokenReply:
 
     @property
     def sentences(self) -> int:
-        return sum(1 for piece in self.pieces if _SENTENCE_END.search(piece))
+        """Complete sentences spoken so far, interjections left out."""
+        complete = [s for s in split_sentences(self.text) if _SENTENCE_END.search(s)]
+        return sum(1 for sentence in complete if len(sentence.split()) > INTERJECTION_WORDS)
 
     async def say(self, chunk: str) -> None:
         piece = f"{self._held} {chunk.strip()}".strip()
