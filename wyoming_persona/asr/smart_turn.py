@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..onnx_session import cpu_session
+
 PACKAGE = "pipecat-ai"
 PACKAGE_VERSION = "1.14.0"
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
@@ -49,20 +51,12 @@ class SmartTurnModel:
     """The shared onnxruntime session (safe to run from several threads; each call blocks)."""
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
-        import onnxruntime
         from faster_whisper.feature_extractor import FeatureExtractor
 
         self.path = path or default_model_path()
         if not self.path.is_file():
             raise SmartTurnNotFoundError(f"Smart Turn model not found: {self.path}")
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = threads
-        options.enable_cpu_mem_arena = False
-        options.log_severity_level = 4
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), providers=["CPUExecutionProvider"], sess_options=options
-        )
+        self.session = cpu_session(self.path, threads)
         self._features = FeatureExtractor(feature_size=80, sampling_rate=RATE, hop_length=160, n_fft=400)
 
     def features(self, audio: np.ndarray) -> np.ndarray:

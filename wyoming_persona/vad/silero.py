@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..onnx_session import cpu_session
+
 WINDOW_SAMPLES = 512
 CONTEXT_SAMPLES = 64
 WINDOW_MS = WINDOW_SAMPLES * 1000 / 16000
@@ -28,19 +30,10 @@ class SileroModel:
     """The shared onnxruntime session."""
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
-        import onnxruntime
-
         self.path = path or default_model_path()
         if not self.path.is_file():
             raise FileNotFoundError(f"Silero VAD model not found: {self.path}")
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = threads
-        options.enable_cpu_mem_arena = False
-        options.log_severity_level = 4
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), providers=["CPUExecutionProvider"], sess_options=options
-        )
+        self.session = cpu_session(self.path, threads)
 
     def detector(self) -> SileroDetector:
         return SileroDetector(self)
