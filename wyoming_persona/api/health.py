@@ -6,11 +6,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
-from wyoming.event import async_read_event, async_write_event
-from wyoming.info import Describe, Info
+from wyoming.info import Info
 
+from ..healthcheck import describe
 from .settings import ServiceTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,38 +39,19 @@ class ServiceHealth:
 async def probe(target: ServiceTarget, limit: float) -> ServiceHealth:
     """Connect, send describe, wait for info; never raises."""
     start = time.perf_counter()
-    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(limit):
-            reader, writer = await _connect(target.uri)
-            await async_write_event(Describe().event(), writer)
-            while True:
-                event = await async_read_event(reader)
-                if event is None:
-                    raise ConnectionError("connection closed before info")
-                if Info.is_type(event.type):
-                    info = Info.from_event(event)
-                    break
+            info = await describe(target.uri)
     except TimeoutError:
         return ServiceHealth(target.name, target.uri, False, error=f"no info within {limit:g} s")
     except (OSError, ValueError) as err:
         return ServiceHealth(target.name, target.uri, False, error=str(err) or type(err).__name__)
-    finally:
-        if writer is not None:
-            writer.close()
     latency_ms = (time.perf_counter() - start) * 1000
     return ServiceHealth(target.name, target.uri, True, latency_ms=latency_ms, programs=_programs(info))
 
 
 async def probe_all(targets: tuple[ServiceTarget, ...], limit: float) -> list[ServiceHealth]:
     return list(await asyncio.gather(*(probe(target, limit) for target in targets)))
-
-
-async def _connect(uri: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    parsed = urlparse(uri)
-    if parsed.scheme == "unix":
-        return await asyncio.open_unix_connection(parsed.netloc + parsed.path)
-    return await asyncio.open_connection(parsed.hostname, parsed.port)
 
 
 def _programs(info: Info) -> tuple[str, ...]:
