@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PERSONAS = REPO / "config" / "personas"
-END_TYPES = ("handled-stop", "not-handled", "error")
+END_TYPES = ("handled-stop", "not-handled", "error", "intent")
 
 
 @pytest.fixture

@@ -7,17 +7,22 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from ..personas import Persona, PersonaManager, build_system_prompt, example_turns
+from ..personas import Persona, PersonaManager, build_system_prompt, example_turns, persona_messages
 from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatRequest
 from .commands import Command, CommandKind, recognize, spoken_list
 from .history import ConversationStore
 from .leak_guard import LeakGuard
 from .shaping import ReplyShaper, speakable_piece
+
+if TYPE_CHECKING:
+    from ..home.control import HomeControl, HomeIntent
+    from ..home.lines import Fact
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ DETAIL_FACTOR = 3
 REGENERATE_TEMPERATURE = 0.7
 """A reply the leak guard emptied is generated once more, sampled at least this warm."""
 NO_ANSWER = "Sorry, I have no answer to that."
+PHRASE_MAX_TOKENS = 40
 _DETAIL = re.compile(
     r"\b(?:tell me (?:more|about|everything)|in detail|details?|explain|describe|story|stories"
     r"|step by step|list|elaborate|longer|all about)\b",
@@ -62,6 +68,7 @@ class ChatSettings:
 class ReplySource(StrEnum):
     LLM = "llm"
     COMMAND = "command"
+    HOME = "home"
     FALLBACK = "fallback"
 
 
@@ -70,6 +77,8 @@ class Reply:
     text: str
     persona_id: str
     source: ReplySource
+    intent: HomeIntent | None = None
+    """A home command for HA to run; `text` is the persona's confirmation. Nothing was sent to on_chunk."""
 
 
 class PersonaChat:
@@ -81,22 +90,79 @@ class PersonaChat:
         backend: ChatBackend,
         store: ConversationStore,
         settings: ChatSettings | None = None,
+        home: HomeControl | None = None,
+        device_personas: Mapping[str, str] | None = None,
     ) -> None:
         self.manager = manager
         self.backend = backend
         self.store = store
         self.settings = settings or ChatSettings()
+        self.home = home
+        self.device_personas = dict(device_personas or {})
+        """Satellite or device id -> the persona that answers there (a persona per room)."""
         self._failing: str | None = None
 
-    async def respond(self, text: str, conversation_id: str, on_chunk: OnChunk) -> Reply:
-        """Answer `text`; every speakable chunk goes to `on_chunk` as soon as it is ready."""
-        persona = await self.manager.current()
+    async def respond(
+        self, text: str, conversation_id: str, on_chunk: OnChunk, devices: Iterable[str] = ()
+    ) -> Reply:
+        """Answer `text`; every speakable chunk goes to `on_chunk` as soon as it is ready.
+
+        `devices` are the ids HA sent for where the user spoke (satellite, device): a room's own
+        persona answers there. A home command comes back as `Reply.intent` with nothing sent to on_chunk.
+        """
+        persona = self._room_persona(devices) or await self.manager.current()
         command = recognize(text, self.manager.personas.values())
         if command is not None:
             reply = await self._command(command, persona, conversation_id)
             await on_chunk(reply.text)
             return reply
+        if self.home is not None:
+            home = await self.home.answer(text, persona, self._phrase)
+            if home is not None:
+                self.store.add_turn(conversation_id, persona.id, text, home.text)
+                if home.intent is None:
+                    await on_chunk(home.text)
+                return Reply(home.text, persona.id, ReplySource.HOME, home.intent)
         return await self._generate(persona, text, conversation_id, on_chunk)
+
+    def _room_persona(self, devices: Iterable[str]) -> Persona | None:
+        for device in devices:
+            persona_id = self.device_personas.get(device)
+            if persona_id is None:
+                continue
+            persona = self.manager.personas.get(persona_id)
+            if persona is not None:
+                return persona
+            _LOGGER.warning("Device %s is mapped to persona %r, which does not exist", device, persona_id)
+        return None
+
+    async def _phrase(self, persona: Persona, fact: Fact) -> str | None:
+        """The persona says `fact` in its own words: one short sentence from the LLM, None on failure."""
+        instruction = f"{fact.plain()} Tell me that in one short sentence, in your own words."
+        messages = [*persona_messages(persona), {"role": "user", "content": instruction}]
+        request = ChatRequest(
+            messages=tuple(messages),
+            model=persona.llm.model,
+            temperature=persona.llm.temperature,
+            top_p=persona.llm.top_p,
+            repeat_penalty=persona.llm.repeat_penalty,
+            max_tokens=PHRASE_MAX_TOKENS,
+        )
+        written = ""
+        stream = self.backend.stream(request)
+        try:
+            async with asyncio.timeout(self.settings.reply_timeout):
+                async for delta in stream:
+                    written += delta.text
+        except (BackendError, TimeoutError) as err:
+            self._backend_failed(err)
+            return None
+        finally:
+            await stream.aclose()
+        for sentence in split_sentences(speakable_piece(written)):
+            if len(sentence.split()) > INTERJECTION_WORDS:
+                return sentence
+        return None
 
     # -- voice commands -------------------------------------------------------------------------
     async def _command(self, command: Command, persona: Persona, conversation_id: str) -> Reply:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..home.control import HomeControl
+from ..home.link import HomeLink, HomeLinkSettings
+from ..home.options import HomeOptions, add_home_arguments, home_options
+from ..home.recognizer import IntentRecognizer
 from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
 from ..personas import Persona, PersonaLoadError, PersonaManager, persona_messages
 from ..service_metrics import MetricsOptions
@@ -51,11 +56,13 @@ class ServiceSettings:
     chat: ChatSettings
     history: HistorySettings
     metrics: MetricsOptions | None = None
+    home: HomeOptions = field(default_factory=HomeOptions)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser, "persona")
     add_persona_arguments(parser)
+    add_home_arguments(parser)
     group = parser.add_argument_group("LLM backend")
     group.add_argument(
         "--backend",
@@ -202,6 +209,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         ),
         history=HistorySettings(max_turns=args.max_turns, ttl=args.history_ttl),
         metrics=metrics_options(args),
+        home=home_options(args),
     )
 
 
@@ -274,7 +282,15 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             _LOGGER.warning(
                 "%s; starting anyway: replies are the persona's fallback line until it answers", problem
             )
-        chat = PersonaChat(manager, backend, ConversationStore(settings.history), settings.chat)
+        home = home_control(settings.home.link)
+        chat = PersonaChat(
+            manager,
+            backend,
+            ConversationStore(settings.history),
+            settings.chat,
+            home,
+            settings.home.device_personas,
+        )
         _LOGGER.info(
             "Persona service: backend %s, %d personas, active %r, timeout %.0fs",
             backend.name,
@@ -282,14 +298,23 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             manager.active().id,
             settings.chat.timeout,
         )
-        info = functools.partial(build_info, manager, backend.name)
+        info = functools.partial(build_info, manager, backend.name, home is not None)
         factory = functools.partial(PersonaEventHandler, info=info, chat=chat)
-        async with manager.watching():
+        async with manager.watching(), home.running() if home else contextlib.nullcontext():
             await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
     finally:
         if warming is not None:
             warming.cancel()
         await backend.close()
+
+
+def home_control(link_settings: HomeLinkSettings | None) -> HomeControl | None:
+    """Home control when HA can be reached with a token; the templates load now (about 0.1 s)."""
+    if link_settings is None:
+        _LOGGER.info("Home control off: no Home Assistant token (--ha-token); home commands go to the LLM")
+        return None
+    _LOGGER.info("Home control through Home Assistant at %s", link_settings.url)
+    return HomeControl(HomeLink(link_settings), IntentRecognizer())
 
 
 def _active_first(manager: PersonaManager) -> list[Persona]:

@@ -1,4 +1,5 @@
-"""The Wyoming side: transcript in, streamed handled-start/chunk/handled/stop out."""
+"""The Wyoming side: transcript in, streamed handled-start/chunk/handled/stop out, or one `intent`
+event for a home command (HA runs it and speaks the event's text)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from wyoming.asr import Transcript
 from wyoming.event import Event
 from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
 from wyoming.info import Attribution, HandleModel, HandleProgram, Info
+from wyoming.intent import Entity, Intent
 
 from .. import __version__
 from ..personas import PersonaManager
@@ -19,10 +21,12 @@ from .history import new_conversation_id
 
 DEFAULT_LIMITS = FrameLimits()
 NOTHING_HEARD = "I didn't catch anything to answer."
+DEVICE_KEYS = ("satellite_id", "device_id")
+"""Where newer HA releases say in the transcript's context which device the user spoke to."""
 ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.com/wyoming-persona/wyoming-persona")
 
 
-def build_info(manager: PersonaManager, backend_name: str) -> Info:
+def build_info(manager: PersonaManager, backend_name: str, home_control: bool = False) -> Info:
     """One handle program; each persona is a model (its language tells HA which pipelines can use it)."""
     models = [
         HandleModel(
@@ -43,6 +47,7 @@ def build_info(manager: PersonaManager, backend_name: str) -> Info:
         version=__version__,
         models=models,
         supports_handled_streaming=True,
+        supports_home_control=home_control,
     )
     return Info(handle=[program])
 
@@ -89,12 +94,28 @@ class PersonaEventHandler(WyomingService):
         return True
 
     async def _answer(self, text: str, context: dict) -> None:
+        started = False
+
+        async def on_chunk(chunk: str) -> None:
+            nonlocal started
+            if not started:  # sent with the first words: a home command answers with `intent` instead
+                started = True
+                await self.write_event(HandledStart(context=context).event())
+            await self.write_event(HandledChunk(chunk).event())
+
         try:
-            await self.write_event(HandledStart(context=context).event())
-            reply = await self.chat.respond(
-                text, context["conversation_id"], lambda chunk: self.write_event(HandledChunk(chunk).event())
-            )
+            devices = [str(context[key]) for key in DEVICE_KEYS if context.get(key)]
+            reply = await self.chat.respond(text, context["conversation_id"], on_chunk, devices)
             context = {**context, "persona_id": reply.persona_id}
+            if reply.intent is not None:
+                entities = [Entity(name, value) for name, value in reply.intent.slots.items()]
+                self.log.debug(
+                    "Connection %s: intent %s %s", self.connection_id, reply.intent.name, reply.intent.slots
+                )
+                await self.write_event(Intent(reply.intent.name, entities, reply.text, context).event())
+                return
+            if not started:
+                await self.write_event(HandledStart(context=context).event())
             await self.write_event(Handled(text=reply.text, context=context).event())
             await self.write_event(HandledStop().event())
         except ConnectionError as err:

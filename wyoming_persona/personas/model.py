@@ -70,6 +70,28 @@ class Fallbacks:
 
 
 @dataclass(frozen=True)
+class HomeLines:
+    """How the persona confirms home commands: one line is picked per reply.
+
+    Placeholders: `{name}` (the device, "kitchen light"), `{value}` ("20 percent", "22 degrees") and
+    `{state}` ("open", "12.5 degrees"). A kind without lines is phrased by the persona's LLM.
+    """
+
+    turned_on: tuple[str, ...] = ()
+    turned_off: tuple[str, ...] = ()
+    opened: tuple[str, ...] = ()
+    """Covers (the garage door); falls back to `turned_on`."""
+    closed: tuple[str, ...] = ()
+    """Covers; falls back to `turned_off`."""
+    set: tuple[str, ...] = ()
+    """Brightness, position or temperature set to `{value}`."""
+    state: tuple[str, ...] = ()
+    """An answer to "is the garage door open": `{name}` is `{state}`."""
+    unknown: tuple[str, ...] = ()
+    """The home has no device called `{name}`."""
+
+
+@dataclass(frozen=True)
 class PersonaSpec:
     """The YAML document of one persona, exactly as validated."""
 
@@ -83,6 +105,7 @@ class PersonaSpec:
     voice: VoiceSpec = VoiceSpec()
     llm: LlmSpec = LlmSpec()
     fallbacks: Fallbacks = Fallbacks()
+    home: HomeLines = HomeLines()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Home commands found with HA's own templates against the home's real names; chat stays chat."""
+
+from __future__ import annotations
+
+import pytest
+
+from wyoming_persona.home.recognizer import IntentRecognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> IntentRecognizer:
+    return IntentRecognizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "slots"),
+    [
+        ("Turn on the kitchen light.", "HassTurnOn", {"name": "Kitchen Light"}),
+        ("please turn the kitchen light on", "HassTurnOn", {"name": "Kitchen Light"}),
+        ("Could you switch off the coffee machine, please?", "HassTurnOff", {"name": "Coffee Machine"}),
+        ("turn on the coffee maker", "HassTurnOn", {"name": "Coffee Machine"}),  # an alias
+        (
+            "set the living room lamp to 20 percent",
+            "HassLightSet",
+            {"name": "Living Room Lamp", "brightness": 20},
+        ),
+        ("open the garage door", "HassTurnOn", {"name": "Garage Door"}),
+        (
+            "set the thermostat to 22 degrees",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 22},
+        ),
+        ("turn off the lights in the living room", "HassTurnOff", {"area": "Living Room", "domain": "light"}),
+        ("What is the outdoor temperature?", "HassGetState", {"name": "Outdoor Temperature"}),
+        ("is the garage door open", "HassGetState", {"name": "Garage Door", "state": "open"}),
+    ],
+)
+def test_home_commands_and_questions(recognizer, home, text, intent, slots):
+    found = recognizer.recognize(text, home)
+    assert found is not None and not found.unknown
+    assert (found.name, found.slots) == (intent, slots)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the capital of Italy?",
+        "How does a thermostat work?",
+        "Tell me a joke about light bulbs.",
+        "Set a timer for five minutes.",
+        "What time is it?",
+        "My name is Alice.",
+        "",
+    ],
+)
+def test_chat_is_not_a_home_command(recognizer, home, text):
+    assert recognizer.recognize(text, home) is None
+
+
+def test_a_device_the_home_does_not_have_is_recognised_as_unknown(recognizer, home):
+    found = recognizer.recognize("turn on the hallway fan", home)
+    assert found is not None and found.unknown
+    assert found.name == "HassTurnOn" and found.slots["name"] == "hallway fan"
+    assert recognizer.recognize("what is the hallway fan", home) is None  # questions are left to chat
+
+
+def test_a_new_home_is_picked_up(recognizer, home):
+    import dataclasses
+
+    from wyoming_persona.home.model import HomeEntity
+
+    assert recognizer.recognize("turn on the desk lamp", home).unknown
+    lamp = HomeEntity("light.desk_lamp", "Desk Lamp", "off", "Bedroom")
+    bigger = dataclasses.replace(home, entities=(*home.entities, lamp), version=home.version + 1)
+    found = recognizer.recognize("turn on the desk lamp", bigger)
+    assert not found.unknown and found.slots == {"name": "Desk Lamp"}

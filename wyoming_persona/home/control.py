@@ -1,0 +1,180 @@
+"""Home commands in character: recognise, check against the home, and answer as the persona.
+
+An action goes back to HA as a Wyoming `intent` event (HA runs it and speaks our text); a state
+question or a device the home does not have is answered by the persona itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..personas import Persona
+from .lines import Fact, Outcome, number, spoken_group, spoken_name, spoken_state
+from .link import HomeLink
+from .model import HomeEntity, HomeSnapshot
+from .recognizer import IntentRecognizer, RecognizedIntent
+
+_LOGGER = logging.getLogger(__name__)
+
+Phrase = Callable[[Persona, Fact], Awaitable[str | None]]
+"""Asks the persona's LLM to say a fact in its own words (None: it could not)."""
+
+
+@dataclass(frozen=True)
+class HomeIntent:
+    """What HA is asked to run: an intent name and its slots."""
+
+    name: str
+    slots: dict[str, str | int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HomeReply:
+    text: str
+    intent: HomeIntent | None = None
+    """None: nothing to run (a state answer, an unknown device)."""
+
+
+class HomeControl:
+    """Shared by every connection: the link to HA and the recogniser."""
+
+    def __init__(
+        self, link: HomeLink, recognizer: IntentRecognizer, rng: random.Random | None = None
+    ) -> None:
+        self.link = link
+        self.recognizer = recognizer
+        self.rng = rng or random.Random()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Follow the home in the background for the duration of the block."""
+        tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._warm())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _warm(self) -> None:
+        """hassil compiles its templates on first use (about 0.1 s): not during the first command."""
+        await self.link.connected.wait()
+        if self.link.snapshot is not None:
+            await asyncio.to_thread(self.recognizer.warm, self.link.snapshot)
+
+    async def answer(self, text: str, persona: Persona, phrase: Phrase) -> HomeReply | None:
+        """The persona's answer to a home command or question in `text`; None when it is not one (or
+        HA is not connected yet: then the LLM answers as before)."""
+        home = self.link.snapshot
+        if home is None:
+            return None
+        recognized = await asyncio.to_thread(self.recognizer.recognize, text, home)
+        if recognized is None:
+            return None
+        _LOGGER.debug(
+            "Home intent %s %s%s", recognized.name, recognized.slots, " (unknown)" * recognized.unknown
+        )
+        fact, intent = plan(recognized, home)
+        line = fact.persona_line(persona, self.rng) or await _phrased(phrase, persona, fact)
+        return HomeReply(line, intent)
+
+
+def plan(recognized: RecognizedIntent, home: HomeSnapshot) -> tuple[Fact, HomeIntent | None]:
+    """The fact to speak and the intent HA should run, from what was recognised and the home."""
+    slots = recognized.slots
+    if recognized.unknown:
+        return Fact(Outcome.UNKNOWN, str(slots["name"]).lower()), None
+    targets = targets_of(slots, home)
+    name = _spoken(slots, targets)
+    if not targets:
+        return Fact(Outcome.UNKNOWN, name), None
+    if recognized.is_query:
+        return Fact(Outcome.STATE, name, state=_states(recognized, targets)), None
+    return _action_fact(recognized, targets, name), HomeIntent(recognized.name, _wire_slots(slots, targets))
+
+
+def targets_of(slots: dict, home: HomeSnapshot) -> tuple[HomeEntity, ...]:
+    """The entities a command acts on, as HA would match them."""
+    if "name" in slots:
+        entity = home.by_name(str(slots["name"]))
+        return (entity,) if entity is not None else ()
+    area, domain, device_class = slots.get("area"), slots.get("domain"), slots.get("device_class")
+    found = home.select(area, domain, device_class)
+    if (
+        not found and device_class
+    ):  # "the garage door" heard as area Garage + class door: HA's class is garage
+        found = home.select(area, domain)
+    return found
+
+
+def _wire_slots(slots: dict, targets: tuple[HomeEntity, ...]) -> dict:
+    """One target goes by its exact name; several by area and domain (as HA's own agent sends them)."""
+    values = {
+        key: value for key, value in slots.items() if key not in ("name", "area", "domain", "device_class")
+    }
+    if len(targets) == 1:
+        return {"name": targets[0].name, **values}
+    group = {key: slots[key] for key in ("area", "domain") if key in slots}
+    classes = {entity.device_class for entity in targets}
+    if "device_class" in slots and classes == {slots["device_class"]}:
+        group["device_class"] = slots["device_class"]
+    return {**group, **values}
+
+
+def _spoken(slots: dict, targets: tuple[HomeEntity, ...]) -> str:
+    if len(targets) == 1:
+        return spoken_name(targets[0])
+    if "name" in slots:
+        return str(slots["name"]).lower()
+    return spoken_group(slots.get("area"), slots.get("domain"))
+
+
+def _action_fact(recognized: RecognizedIntent, targets: tuple[HomeEntity, ...], name: str) -> Fact:
+    slots = recognized.slots
+    covers = all(entity.domain == "cover" for entity in targets)
+    match recognized.name:
+        case "HassTurnOn":
+            return Fact(Outcome.OPENED if covers else Outcome.TURNED_ON, name)
+        case "HassTurnOff":
+            return Fact(Outcome.CLOSED if covers else Outcome.TURNED_OFF, name)
+        case "HassClimateSetTemperature":
+            return Fact(Outcome.SET, name, value=f"{number(slots.get('temperature', ''))} degrees")
+        case "HassLightSet" if "brightness" in slots:
+            return Fact(Outcome.SET, name, value=f"{number(slots['brightness'])} percent")
+        case "HassSetPosition" if "position" in slots:
+            return Fact(Outcome.SET, name, value=f"{number(slots['position'])} percent")
+        case _:  # HassToggle, a colour: nothing more precise to say
+            return Fact(Outcome.SET, name, value="what you asked")
+
+
+def _states(recognized: RecognizedIntent, targets: tuple[HomeEntity, ...]) -> str:
+    if recognized.name == "HassClimateGetTemperature":
+        temperatures = [e.attributes.get("current_temperature") for e in targets if e.domain == "climate"]
+        known = [t for t in temperatures if t is not None]
+        if known:
+            return f"{number(known[0])} degrees"
+    if len(targets) == 1:
+        return spoken_state(targets[0])
+    return ", ".join(f"{spoken_name(e)} {spoken_state(e)}" for e in targets[:4])
+
+
+async def _phrased(phrase: Phrase, persona: Persona, fact: Fact) -> str:
+    """The LLM's line if it keeps the fact (names the device, and the value or state); else the plain one."""
+    line = await phrase(persona, fact)
+    if line and _keeps(line, fact):
+        return line
+    if line:
+        _LOGGER.debug("The phrased home line %r lost the fact; saying %r", line, fact.plain())
+    return fact.plain()
+
+
+def _keeps(line: str, fact: Fact) -> bool:
+    lowered = line.lower()
+    key_words = [w for w in fact.name.split() if len(w) > 2][-1:]  # "light" of "kitchen light"
+    numbers = [w for w in f"{fact.value} {fact.state}".split() if any(c.isdigit() for c in w)]
+    return all(w in lowered for w in key_words) and all(n in lowered for n in numbers)

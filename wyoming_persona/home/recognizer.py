@@ -1,0 +1,155 @@
+"""Home commands in a transcript, found with Home Assistant's own sentence templates (hassil).
+
+The templates are the ones HA's built-in agent uses (`home-assistant-intents`), limited to the intents
+that act on or ask about the exposed entities. The `{name}` and `{area}` lists are the home's real
+names (from HA), so "turn off the kitchen light" resolves exactly and a chat question that merely
+mentions a device does not match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .model import HomeSnapshot, normalize_name
+
+ACTION_INTENTS = frozenset(
+    {
+        "HassTurnOn",
+        "HassTurnOff",
+        "HassToggle",
+        "HassLightSet",
+        "HassSetPosition",
+        "HassClimateSetTemperature",
+    }
+)
+QUERY_INTENTS = frozenset({"HassGetState", "HassClimateGetTemperature"})
+HOME_INTENTS = ACTION_INTENTS | QUERY_INTENTS
+
+_THING = r"(?:the |my |our )?(?P<name>[\w']+(?: [\w']+){0,3}?)"
+_ON_OFF = r"(?P<switch>on|off)"
+
+
+def _on_off(match: re.Match) -> str:
+    return "HassTurnOn" if match.group("switch") == "on" else "HassTurnOff"
+
+
+def _open_close(match: re.Match) -> str:
+    return "HassTurnOn" if match.group("verb") == "open" else "HassTurnOff"
+
+
+_UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...] = (
+    (re.compile(rf"^(?:turn|switch) {_ON_OFF} {_THING}(?: now)?$"), _on_off),
+    (re.compile(rf"^(?:turn|switch) {_THING} {_ON_OFF}(?: now)?$"), _on_off),
+    (re.compile(rf"^(?P<verb>open|close|shut) {_THING}(?: now)?$"), _open_close),
+)
+
+
+@dataclass(frozen=True)
+class RecognizedIntent:
+    """An intent and its slots as HA's intent handlers take them ({"name": "Kitchen Light"})."""
+
+    name: str
+    slots: dict[str, str | int | float] = field(default_factory=dict)
+    text: str = ""
+    """The words that matched (for logs)."""
+    unknown: bool = False
+    """The command names a device the home does not have (its `name` slot is the words heard)."""
+
+    @property
+    def is_query(self) -> bool:
+        return self.name in QUERY_INTENTS
+
+
+class IntentRecognizer:
+    """hassil over HA's English templates, with the home's names as the `{name}` and `{area}` lists."""
+
+    def __init__(self, language: str = "en") -> None:
+        from hassil import Intents
+        from home_assistant_intents import get_intents
+
+        data = get_intents(language)
+        if data is None:
+            raise ValueError(f"Home Assistant has no sentence templates for language {language!r}")
+        data = {**data, "intents": {k: v for k, v in data["intents"].items() if k in HOME_INTENTS}}
+        self._intents = Intents.from_dict(data)
+        self._lists_version: int | None = None
+        self._known: dict = {}
+        skip = "|".join(re.escape(word) for word in sorted(self._intents.skip_words, key=len, reverse=True))
+        self._skip = re.compile(rf"\b(?:{skip})\b") if skip else None
+
+    def recognize(self, text: str, home: HomeSnapshot) -> RecognizedIntent | None:
+        """The home intent in `text`, or None for anything else. CPU work of a few ms: run it off the loop.
+
+        A command that names no device of the home ("turn on the attic fan") comes back with
+        `unknown` set, so the persona can say so instead of chatting about it.
+        """
+        if home.version != self._lists_version:
+            self._known, self._lists_version = _home_lists(home), home.version
+        found = self._best(text, self._known)
+        if found is not None:
+            return found
+        return self._unknown_device(text)
+
+    def warm(self, home: HomeSnapshot) -> None:
+        """hassil compiles the templates on first use: pay that (about 0.1 s) before the first command."""
+        self.recognize("turn on the light", home)
+
+    def _unknown_device(self, text: str) -> RecognizedIntent | None:
+        """A plain on/off/open/close command whose device is not in the home ("turn on the hallway fan").
+
+        HA's templates cannot say this (with unmatched names they match half of all chat), so a few
+        fixed command shapes decide: the whole utterance must be the command.
+        """
+        words = normalize_name(text)
+        if self._skip is not None:
+            words = " ".join(self._skip.sub(" ", words).split())
+        for pattern, intent in _UNKNOWN_COMMANDS:
+            match = pattern.match(words)
+            if match is not None:
+                return RecognizedIntent(intent(match), {"name": match.group("name")}, text, unknown=True)
+        return None
+
+    def _best(self, text: str, lists: dict) -> RecognizedIntent | None:
+        from hassil.recognize import recognize_best
+
+        result = recognize_best(
+            text,
+            self._intents,
+            slot_lists=lists,
+            skip_words=self._intents.skip_words,
+            language=self._intents.language,
+            best_slot_name="name",
+        )
+        if result is None or result.intent.name not in HOME_INTENTS:
+            return None
+        slots = {
+            name: entity.value
+            for name, entity in result.entities.items()
+            if isinstance(entity.value, str | int | float) and entity.value != ""
+        }
+        return RecognizedIntent(result.intent.name, slots, text)
+
+
+def _home_lists(home: HomeSnapshot) -> dict:
+    from hassil.expression import TextChunk
+    from hassil.intents import TextSlotList, TextSlotValue
+
+    values = []
+    for entity in home.entities:
+        context = {"domain": entity.domain}
+        if entity.device_class:
+            context["device_class"] = entity.device_class
+        for name in entity.names:
+            values.append(TextSlotValue(TextChunk(name.lower()), value_out=entity.name, context=context))
+    return {**_area_lists(home), "name": TextSlotList(name="name", values=values)}
+
+
+def _area_lists(home: HomeSnapshot) -> dict:
+    from hassil.intents import TextSlotList
+
+    return {
+        "area": TextSlotList.from_strings(home.areas, allow_template=False, name="area"),
+        "floor": TextSlotList(name="floor", values=[]),
+    }
