@@ -6,6 +6,7 @@ Markdown, emoji and URLs are the usual offenders: read literally they become "as
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from urllib.parse import urlparse
@@ -46,16 +47,31 @@ def make_speakable(text: str) -> str:
 
 
 def strip_emoji(text: str) -> str:
-    """Remove pictographs, dingbats, joiners and variation selectors."""
+    """Remove pictographs, dingbats, variation selectors and invisible format characters (joiners,
+    zero-width spaces: also the persona mark)."""
     kept = []
     for char in text:
         code = ord(char)
-        if char in "\u200d\ufe0e\ufe0f\u20e3" or 0x1F3FB <= code <= 0x1F3FF:
+        if char in "\ufe0e\ufe0f\u20e3" or 0x1F3FB <= code <= 0x1F3FF:
             continue
-        if unicodedata.category(char) == "So" or 0x1F000 <= code <= 0x1FAFF:
+        if unicodedata.category(char) in ("So", "Cf") or 0x1F000 <= code <= 0x1FAFF:
             continue
         kept.append(char)
     return "".join(kept)
+
+
+_MARK_BITS = ("\u200b", "\u200c")  # zero-width space and non-joiner: invisible, and stripped above
+
+
+def persona_mark(persona_id: str) -> str:
+    """Sixteen invisible characters that differ from persona to persona, put before a reply's text.
+
+    Home Assistant caches speech by text, language, engine and options; with the TTS voice
+    `active` the options stay the same when the persona switches, so the same sentence would come
+    back from HA's cache in the old persona's voice. The mark makes the cached text the persona's.
+    """
+    bits = int.from_bytes(hashlib.blake2s(persona_id.encode(), digest_size=2).digest(), "big")
+    return "".join(_MARK_BITS[(bits >> shift) & 1] for shift in range(16))
 
 
 def is_speakable(text: str) -> bool:

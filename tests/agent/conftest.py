@@ -27,6 +27,7 @@ from wyoming_persona.agent.chat import ChatSettings, PersonaChat
 from wyoming_persona.agent.handler import PersonaEventHandler, build_info
 from wyoming_persona.agent.history import ConversationStore
 from wyoming_persona.personas import PersonaManager
+from wyoming_persona.speakable import persona_mark
 from wyoming_persona.wyoming_server import ServiceServer
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -153,9 +154,17 @@ async def say(port: int, text: str, conversation_id: str | None = None, wait: fl
 
 
 def handled(events: list[Event]) -> Event:
+    """The one `handled` event, its text as heard: the persona mark in front is checked and removed."""
     found = [e for e in events if e.type == "handled"]
     assert len(found) == 1, [e.type for e in events]
-    return found[0]
+    return Event(found[0].type, {**found[0].data, "text": unmarked(found[0].data)})
+
+
+def unmarked(data: dict) -> str:
+    """A reply's text without the persona mark that must lead it (see speakable.persona_mark)."""
+    mark = persona_mark(data["context"]["persona_id"])
+    assert data["text"].startswith(mark), repr(data["text"][:20])
+    return data["text"][len(mark) :]
 
 
 def assert_stream_order(events: list[Event]) -> None:

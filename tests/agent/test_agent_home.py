@@ -22,6 +22,7 @@ from wyoming_persona.agent.history import ConversationStore
 from wyoming_persona.home.control import HomeControl
 from wyoming_persona.home.link import HomeLink, HomeLinkSettings
 from wyoming_persona.home.recognizer import IntentRecognizer
+from wyoming_persona.speakable import strip_emoji
 from wyoming_persona.wyoming_server import ServiceServer
 
 from .conftest import assert_stream_order, exchange, handled, say
@@ -119,3 +120,16 @@ async def test_a_rooms_satellite_gets_its_own_persona(manager, fake_ollama, ha_w
     assert Intent.from_event(kids[0]).context["persona_id"] == "pirate"
     assert Intent.from_event(kitchen[0]).context["persona_id"] == "butler"
     assert manager.active().id == "butler"  # the room's persona does not switch the house's
+
+
+async def test_the_same_words_from_two_personas_are_different_texts_for_has_tts_cache(
+    manager, fake_ollama, ha_websocket
+):
+    """HA caches speech by text and options; with the voice `active` only the text can tell personas apart."""
+    texts = {}
+    async with home_server(manager, fake_ollama, ha_websocket) as server:
+        for persona in ("pirate", "robot"):
+            manager.set_active(persona)
+            texts[persona] = (await say(server.port, "How are you?", persona))[-2].data["text"]
+    assert texts["pirate"] != texts["robot"]
+    assert strip_emoji(texts["pirate"]) == strip_emoji(texts["robot"]) == "Ahoy matey! The sea is calm today."

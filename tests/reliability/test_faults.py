@@ -31,6 +31,7 @@ from wyoming_persona.asr.handler import AsrEventHandler, AsrSettings
 from wyoming_persona.asr.info import asr_info
 from wyoming_persona.audio import AudioChunk, AudioStart, AudioStop, PcmFormat, pcm_chunks, silence
 from wyoming_persona.personas import PersonaManager, build_system_prompt
+from wyoming_persona.speakable import persona_mark
 from wyoming_persona.tts.engine import NoiseSettings, TtsEngine
 from wyoming_persona.tts.handler import ResponseSettings, TtsEventHandler
 from wyoming_persona.tts.pool import VoicePool
@@ -264,9 +265,13 @@ async def say(port: int, text: str, conversation_id: str = "faults") -> list[Eve
 
 
 def handled(events: list[Event]) -> Event:
+    """The `handled` event, its text as heard (without the persona mark in front)."""
     types = [e.type for e in events]
     assert types[0] == "handled-start" and types[-2:] == ["handled", "handled-stop"], types
-    return events[-2]
+    data = events[-2].data
+    mark = persona_mark(data["context"]["persona_id"])
+    assert data["text"].startswith(mark)
+    return Event(events[-2].type, {**data, "text": data["text"][len(mark) :]})
 
 
 async def test_agent_client_vanishing_mid_reply_stops_the_backend_and_serves_the_next(agent, caplog) -> None:

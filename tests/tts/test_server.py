@@ -323,3 +323,14 @@ async def test_first_clause_split_does_not_stall_mid_sentence(
         await whole_service.server.close()
     assert longest_inner_silence(split, rate) < 0.2
     assert len(split) / len(whole) < 1.2, "the split may add a comma pause, not a sentence break"
+
+
+async def test_the_persona_mark_is_not_heard(client: Client) -> None:
+    """The agent puts invisible characters per persona before a reply (HA's TTS cache key); the voice
+    must say exactly what it says without them."""
+    from wyoming_persona.speakable import persona_mark
+
+    plain, _, _ = await speak(client, "Aye, the kitchen light is on.", JOE)
+    marked, _, _ = await speak(client, persona_mark("pirate") + "Aye, the kitchen light is on.", JOE)
+    assert persona_mark("pirate") != persona_mark("butler")
+    assert np.array_equal(plain, marked)

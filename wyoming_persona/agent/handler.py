@@ -15,6 +15,7 @@ from wyoming.intent import Entity, Intent
 
 from .. import __version__
 from ..personas import PersonaManager
+from ..speakable import persona_mark
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
 from .chat import PersonaChat
 from .history import new_conversation_id
@@ -112,11 +113,13 @@ class PersonaEventHandler(WyomingService):
                 self.log.debug(
                     "Connection %s: intent %s %s", self.connection_id, reply.intent.name, reply.intent.slots
                 )
-                await self.write_event(Intent(reply.intent.name, entities, reply.text, context).event())
+                spoken = persona_mark(reply.persona_id) + reply.text
+                await self.write_event(Intent(reply.intent.name, entities, spoken, context).event())
                 return
             if not started:
                 await self.write_event(HandledStart(context=context).event())
-            await self.write_event(Handled(text=reply.text, context=context).event())
+            spoken = persona_mark(reply.persona_id) + reply.text
+            await self.write_event(Handled(text=spoken, context=context).event())
             await self.write_event(HandledStop().event())
         except ConnectionError as err:
             self.log.debug("Connection %s: client went away during the reply: %s", self.connection_id, err)
