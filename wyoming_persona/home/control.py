@@ -94,6 +94,8 @@ def plan(recognized: RecognizedIntent, home: HomeSnapshot) -> tuple[Fact, HomeIn
     if not targets:
         return Fact(Outcome.UNKNOWN, name), None
     if recognized.is_query:
+        if recognized.name == "HassClimateGetTemperature" and len(targets) != 1:
+            name = f"temperature in the {str(slots['area']).lower()}" if "area" in slots else "temperature"
         return Fact(Outcome.STATE, name, state=_states(recognized, targets)), None
     return _action_fact(recognized, targets, name), HomeIntent(recognized.name, _wire_slots(slots, targets))
 

@@ -90,7 +90,9 @@ class IntentRecognizer:
         found = self._best(text, self._known)
         if found is not None:
             return found
-        return self._unknown_device(text)
+        from .loose import recognize_loosely  # it builds on this module
+
+        return recognize_loosely(text, home) or self._unknown_device(text)
 
     def warm(self, home: HomeSnapshot) -> None:
         """hassil compiles the templates on first use: pay that (about 0.1 s) before the first command."""

@@ -1,0 +1,65 @@
+"""The second pass: everyday words for devices and settings that HA's templates do not know."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from wyoming_persona.home.loose import recognize_loosely
+
+
+@pytest.fixture
+def plain_home(home):
+    """The harness's home as HA has it: no aliases."""
+    entities = tuple(dataclasses.replace(e, aliases=()) for e in home.entities)
+    return dataclasses.replace(home, entities=entities)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "slots"),
+    [
+        ("Hey, shut off the coffee maker please", "HassTurnOff", {"name": "Coffee Machine"}),
+        ("bedroom lamp on", "HassTurnOn", {"name": "Bedroom Light"}),
+        ("Shut the garage.", "HassTurnOff", {"name": "Garage Door"}),
+        ("Put the living room lamp at 35 %", "HassLightSet", {"name": "Living Room Lamp", "brightness": 35}),
+        ("Make the living room lamp darker.", "HassLightSet", {"name": "Living Room Lamp", "brightness": 20}),
+        (
+            "Turn the living room lamp all the way up",
+            "HassLightSet",
+            {"name": "Living Room Lamp", "brightness": 100},
+        ),
+        (
+            "Bring the heating down to 19 degrees",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 19},
+        ),
+        ("make it colder", "HassClimateSetTemperature", {"name": "Thermostat", "temperature": 20}),
+        ("How cold is it outside?", "HassGetState", {"name": "Outdoor Temperature"}),
+        ("Did I leave the garage door open?", "HassGetState", {"name": "Garage Door"}),
+        ("What's the heating set to?", "HassGetState", {"name": "Thermostat"}),
+        ("toggle the living room lamp", "HassTurnOff", {"name": "Living Room Lamp"}),  # it is on
+        ("Switch the lamp off in the living room", "HassTurnOff", {"name": "Living Room Lamp"}),
+    ],
+)
+def test_everyday_words(plain_home, text, intent, slots):
+    found = recognize_loosely(text, plain_home)
+    assert found is not None
+    assert (found.name, found.slots) == (intent, slots)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How does a garage door opener work?",
+        "What's a nice temperature for a nursery?",
+        "Tell me about the history of the light bulb.",
+        "What is the capital of France?",
+        "Turn on the desk lamp",  # no such lamp: the Living Room Lamp is not meant
+        "Is it going to rain?",
+        "Should I open a savings account?",
+        "Close your eyes and imagine the sea.",
+    ],
+)
+def test_chat_and_strangers_do_not_match(plain_home, text):
+    assert recognize_loosely(text, plain_home) is None

@@ -1,0 +1,265 @@
+"""A second chance for home commands HA's templates miss: everyday words for a device and its setting.
+
+HA's templates want the device's exact name and a fixed verb: "dim the living room lamp", "turn the
+heat up to 23", "turn off the coffee maker" (for the Coffee Machine), "close the garage" or "what's
+the temperature outside" do not match. Here a small grammar of command shapes takes the words for the
+thing and resolves them against the home, loosely: every word must be part of a device's name, its
+area, or a word for its kind ("lamp" for a light, "heat" for the thermostat). The whole utterance must
+fit a shape, so a question that merely mentions a device ("how does a thermostat work") stays chat.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .model import HomeEntity, HomeSnapshot, normalize_name
+from .recognizer import RecognizedIntent
+
+STEP_PERCENT = 30
+"""How much "dim" or "brighter" changes a light's brightness."""
+STEP_DEGREES = 1.0
+"""How much "warmer" or "turn the heat up" changes the thermostat."""
+
+_KIND_WORDS: dict[str, frozenset[str]] = {
+    "light": frozenset({"light", "lights", "lamp", "lamps", "bulb", "bulbs", "lighting"}),
+    "climate": frozenset({"heat", "heating", "heater", "thermostat", "temperature", "ac", "aircon"}),
+    "cover": frozenset({"door", "garage", "shutter", "shutters", "blind", "blinds", "curtain", "curtains"}),
+    "fan": frozenset({"fan", "fans"}),
+    "sensor": frozenset({"temperature", "sensor", "reading"}),
+}
+_OUTSIDE = frozenset({"outside", "outdoor", "outdoors", "out"})
+_FILLER = frozenset({"the", "my", "our", "a", "all", "of", "in", "on", "at", "please"})
+_LEAD = re.compile(
+    r"^(?:(?:hey|ok|okay|so|um|uh|oh|and|now|alright|please|can you|could you|would you|will you|"
+    r"i want you to|i'd like you to|i need you to|go ahead and|just) )+"
+)
+_TAIL = re.compile(r"(?: (?:please|for me|now|right now|thanks|thank you|a bit|a little|real quick))+$")
+_NUMBER = r"(?P<value>\d+(?:\.\d+)?)"
+
+
+@dataclass(frozen=True)
+class Thing:
+    """What the words for the thing resolved to: one entity, or an area (with a kind of device)."""
+
+    entities: tuple[HomeEntity, ...]
+    area: str | None = None
+    domain: str | None = None
+
+    def slots(self) -> dict:
+        if len(self.entities) == 1:
+            return {"name": self.entities[0].name}
+        slots: dict = {}
+        if self.area:
+            slots["area"] = self.area
+        if self.domain:
+            slots["domain"] = self.domain
+        return slots
+
+
+def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = None) -> Thing | None:
+    """The device(s) `words` name, or None if any word fits nothing (or several devices fit equally)."""
+    tokens = [t for t in words.split() if t not in _FILLER]
+    if not tokens:
+        return None
+    candidates = [e for e in home.entities if domains is None or e.domain in domains]
+    area = _area_in(tokens, home)
+    rest = [t for t in tokens if area is None or t not in normalize_name(area).split()]
+    outside = bool(_OUTSIDE & set(rest))
+    scored = []
+    for entity in candidates:
+        name_words = {w for name in entity.names for w in normalize_name(name).split()}
+        kind = _KIND_WORDS.get(entity.domain, frozenset())
+        unmatched = [
+            t for t in rest if t not in name_words and t not in kind and not (outside and t in _OUTSIDE)
+        ]
+        named = sum(t in name_words for t in rest)
+        distinctive = sum(t in name_words and t not in kind for t in rest)
+        # One word may stand in for a word of the name ("coffee maker" for the Coffee Machine) when
+        # a word of the name that is not just its kind was said ("desk lamp" is not the Living Room Lamp).
+        if len(unmatched) > 1 or (unmatched and distinctive == 0):
+            continue
+        elsewhere = area is not None and normalize_name(entity.area or "") != normalize_name(area)
+        if elsewhere and not set(normalize_name(area).split()) <= name_words:
+            continue
+        if outside and not (_OUTSIDE & name_words):
+            continue
+        scored.append(((-len(unmatched), named), entity))
+    if not scored:
+        return None
+    best = max(score for score, _ in scored)
+    entities = tuple(entity for score, entity in scored if score == best)
+    if len(entities) == 1:
+        return Thing(entities)
+    kinds = {entity.domain for entity in entities}
+    if area is not None and len(kinds) == 1:
+        return Thing(entities, area, kinds.pop())
+    return None
+
+
+def _area_in(tokens: list[str], home: HomeSnapshot) -> str | None:
+    text = f" {' '.join(tokens)} "
+    found = [area for area in home.areas if f" {normalize_name(area)} " in text]
+    return max(found, key=len) if found else None
+
+
+# -- the command shapes ---------------------------------------------------------------------------
+Build = Callable[[re.Match, HomeSnapshot], RecognizedIntent | None]
+
+
+def _switch(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home, frozenset({"light", "switch", "fan", "cover", "climate"}))
+    if thing is None:
+        return None
+    on = match.group("switch") in ("on", "up")
+    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+
+
+def _toggle(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """HA's templates have no "toggle": it becomes on or off from the device's state now."""
+    thing = resolve(match.group("thing"), home, frozenset({"light", "switch", "fan", "cover"}))
+    if thing is None:
+        return None
+    on = all(entity.state in ("on", "open", "opening") for entity in thing.entities)
+    return RecognizedIntent("HassTurnOff" if on else "HassTurnOn", thing.slots(), match.string)
+
+
+def _switch_in(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Turn the lights on in the bedroom": the place after the verb belongs to the thing."""
+    thing = resolve(
+        f"{match.group('thing')} {match.group('place')}", home, frozenset({"light", "switch", "fan"})
+    )
+    if thing is None:
+        return None
+    on = match.group("switch") == "on"
+    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+
+
+def _open_close(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home, frozenset({"cover"}))
+    if thing is None:
+        return None
+    opening = match.group("verb") in ("open", "raise", "lift")
+    return RecognizedIntent("HassTurnOn" if opening else "HassTurnOff", thing.slots(), match.string)
+
+
+def _brightness(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home, frozenset({"light"}))
+    if thing is None:
+        return None
+    way = match.group("way")
+    if way in ("full", "max", "maximum", "all the way up", "100 percent"):
+        value = 100
+    elif way in ("half", "half brightness", "halfway"):
+        value = 50
+    else:
+        current = _brightness_now(thing.entities)
+        step = STEP_PERCENT if way in ("up", "brighter", "brighten", "lighter") else -STEP_PERCENT
+        value = max(5, min(100, current + step))
+    return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
+
+
+def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home, frozenset({"light"}))
+    if thing is None:
+        return None
+    value = max(0, min(100, round(float(match.group("value")))))
+    return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
+
+
+def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing") or "thermostat", home, frozenset({"climate"}))
+    if thing is None or len(thing.entities) != 1:
+        return None
+    if match.groupdict().get("value"):
+        value = float(match.group("value"))
+    else:
+        target = thing.entities[0].attributes.get("temperature")
+        if target is None:
+            return None
+        warmer = match.group("way") in ("up", "warmer", "hotter", "higher")
+        value = float(target) + (STEP_DEGREES if warmer else -STEP_DEGREES)
+    return RecognizedIntent(
+        "HassClimateSetTemperature", {**thing.slots(), "temperature": value}, match.string
+    )
+
+
+def _state(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home)
+    if thing is None:
+        return None
+    return RecognizedIntent("HassGetState", thing.slots(), match.string)
+
+
+def _warmth(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "How warm is it outside / in the living room": the temperature sensor there."""
+    place = match.group("place") or ""
+    thing = resolve(f"{place} temperature", home, frozenset({"sensor", "climate"}))
+    if thing is None:
+        return None
+    sensors = [e for e in thing.entities if e.domain == "sensor"]
+    return RecognizedIntent("HassGetState", {"name": (sensors or list(thing.entities))[0].name}, match.string)
+
+
+_THING = r"(?P<thing>[\w' ]+?)"
+_TO_PERCENT = rf"(?:to|at|down to|up to) {_NUMBER} ?(?:percent|%)"
+_TO_DEGREES = rf"(?:up |down )?to {_NUMBER}(?: ?degrees?| ?°)?(?: celsius| fahrenheit)?"
+_FULL_OR_HALF = r"(?:to )?(?P<way>full|max|maximum|all the way up|half|half brightness|halfway)"
+_STATE_TAIL = r"(?: set to| at| now| reading| doing)?"
+_LEFT = r"(?:leave|turn off|turn on|close|open|switch off|switch on)"
+_SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
+    (re.compile(f"^{pattern}$"), build)
+    for pattern, build in (
+        (rf"(?:turn|switch|put|flip|shut) (?P<switch>on|off) {_THING}", _switch),
+        (rf"(?:turn|switch|put|flip|shut) {_THING} (?P<switch>on|off)", _switch),
+        (rf"{_THING} (?P<switch>on|off)", _switch),
+        (rf"(?:kill|shut) {_THING}(?P<switch>)", _switch),
+        (rf"toggle {_THING}", _toggle),
+        (rf"(?:turn|switch) {_THING} (?P<switch>on|off) in (?P<place>[\w' ]+)", _switch_in),
+        (rf"(?P<verb>open|close|shut|raise|lower|lift) {_THING}", _open_close),
+        (rf"(?:set|turn|put|bring|dim|change) {_THING} {_TO_PERCENT}", _brightness_value),
+        (rf"{_THING} {_TO_PERCENT}", _brightness_value),
+        (rf"(?P<way>dim|darken|brighten) {_THING}", _brightness),
+        (rf"(?:turn|put) {_THING} (?P<way>up|down)", _brightness),
+        (rf"(?:turn|put) (?P<way>up|down) {_THING}", _brightness),
+        (rf"make {_THING} (?P<way>brighter|lighter|darker|dimmer)", _brightness),
+        (rf"(?:turn|put|set) {_THING} {_FULL_OR_HALF}", _brightness),
+        (rf"(?:set|turn|put|change|bring|make) {_THING} {_TO_DEGREES}", _temperature),
+        (rf"make it {_NUMBER}(?: ?degrees?)(?P<thing>)", _temperature),
+        (rf"(?:turn|put) {_THING} (?P<way>up|down)", _temperature),
+        (rf"(?:turn|put) (?P<way>up|down) {_THING}", _temperature),
+        (r"make it (?P<way>warmer|cooler|hotter|colder)(?P<thing>)", _temperature),
+        (
+            rf"(?:what is|what's|whats|how is|how's|tell me|check) {_THING}{_STATE_TAIL}",
+            _state,
+        ),
+        (rf"(?:is|are) {_THING} (?:on|off|open|closed|shut|running|still on|still open)(?: now)?", _state),
+        (rf"(?:did i|have i|did you) {_LEFT} {_THING}(?: on| off| open)?", _state),
+        (r"how (?:warm|cold|hot|chilly) is it(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
+        (r"what(?: is|'s|s) the temperature(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
+    )
+)
+
+
+def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
+    """A home intent in `text` by the command shapes above, or None."""
+    spelled = text.replace("%", " percent").replace("°", " degrees")
+    words = _TAIL.sub("", _LEAD.sub("", normalize_name(spelled)))
+    for pattern, build in _SHAPES:
+        match = pattern.match(words)
+        if match is None:
+            continue
+        found = build(match, home)
+        if found is not None:
+            return RecognizedIntent(found.name, found.slots, text)
+    return None
+
+
+def _brightness_now(entities: tuple[HomeEntity, ...]) -> int:
+    """The brightest of the lights, in percent (0 when all are off)."""
+    values = [
+        round(int(e.attributes.get("brightness") or 0) * 100 / 255) if e.state == "on" else 0
+        for e in entities
+    ]
+    return max(values, default=0)
