@@ -111,3 +111,9 @@ async def test_a_persona_without_lines_has_the_fact_phrased_and_checked(personas
     assert second.text == "The thermostat is set to 23 degrees."  # "Arr, done!" lost the fact
     assert await control.answer("what is the capital of Italy", bare, phrase) is None
     assert len(said) == 2
+
+
+def test_which_devices_are_on_names_only_those(home):
+    fact, intent = plan(RecognizedIntent("HassGetState", {"domain": "light", "state": "on"}), home)
+    assert intent is None
+    assert fact.plain() == "The lights that are on are the living room lamp."

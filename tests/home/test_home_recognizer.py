@@ -74,3 +74,16 @@ def test_a_new_home_is_picked_up(recognizer, home):
     bigger = dataclasses.replace(home, entities=(*home.entities, lamp), version=home.version + 1)
     found = recognizer.recognize("turn on the desk lamp", bigger)
     assert not found.unknown and found.slots == {"name": "Desk Lamp"}
+
+
+@pytest.mark.parametrize(
+    ("text", "slots"),
+    [
+        ("I'm heading out, so switch off the coffee machine.", {"name": "Coffee Machine"}),
+        ("The bedroom is too bright. Could you turn the light off?", {"area": "Bedroom", "domain": "light"}),
+    ],
+)
+def test_a_command_after_a_remark(recognizer, home, text, slots):
+    found = recognizer.recognize(text, home)
+    assert found is not None and found.name == "HassTurnOff" and found.slots == slots
+    assert found.text == text

@@ -94,6 +94,8 @@ def plan(recognized: RecognizedIntent, home: HomeSnapshot) -> tuple[Fact, HomeIn
     if not targets:
         return Fact(Outcome.UNKNOWN, name), None
     if recognized.is_query:
+        if "state" in slots and len(targets) > 1:  # "which lights are on"
+            return _which(str(slots["state"]), targets, name), None
         if recognized.name == "HassClimateGetTemperature" and len(targets) != 1:
             name = f"temperature in the {str(slots['area']).lower()}" if "area" in slots else "temperature"
         return Fact(Outcome.STATE, name, state=_states(recognized, targets)), None
@@ -152,6 +154,15 @@ def _action_fact(recognized: RecognizedIntent, targets: tuple[HomeEntity, ...], 
             return Fact(Outcome.SET, name, value=f"{number(slots['position'])} percent")
         case _:  # HassToggle, a colour: nothing more precise to say
             return Fact(Outcome.SET, name, value="what you asked")
+
+
+def _which(state: str, targets: tuple[HomeEntity, ...], group: str) -> Fact:
+    """ "Which lights are on": the devices in that state, by name (or none)."""
+    matching = [
+        spoken_name(e) for e in targets if e.state == state or (state == "closed" and e.state == "off")
+    ]
+    names = " and ".join(f"the {name}" for name in matching) if matching else "none of them"
+    return Fact(Outcome.STATE, f"{group} that are {state}", state=names)
 
 
 def _states(recognized: RecognizedIntent, targets: tuple[HomeEntity, ...]) -> str:

@@ -130,4 +130,5 @@ def number(value: float | int | str) -> str:
 
 
 def _be(name: str) -> str:
-    return "are" if name.endswith("s") and not name.endswith("ss") else "is"
+    plural = name.endswith("s") and not name.endswith("ss")
+    return "are" if plural or " that are " in name else "is"

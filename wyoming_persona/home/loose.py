@@ -36,6 +36,7 @@ _LEAD = re.compile(
     r"i want you to|i'd like you to|i need you to|go ahead and|just) )+"
 )
 _TAIL = re.compile(r"(?: (?:please|for me|now|right now|thanks|thank you|a bit|a little|real quick))+$")
+_BACK = re.compile(r" back (on|off|up|down)\b")
 _NUMBER = r"(?P<value>\d+(?:\.\d+)?)"
 
 
@@ -112,7 +113,16 @@ def _switch(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     thing = resolve(match.group("thing"), home, frozenset({"light", "switch", "fan", "cover", "climate"}))
     if thing is None:
         return None
-    on = match.group("switch") in ("on", "up")
+    on = match.group("switch") in ("on", "up", "start", "run")
+    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+
+
+def _start_stop(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Start the coffee machine": machines (switches, fans) start and stop; lights do not."""
+    thing = resolve(match.group("thing"), home, frozenset({"switch", "fan"}))
+    if thing is None:
+        return None
+    on = match.group("switch") in ("start", "run")
     return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
 
 
@@ -169,7 +179,7 @@ def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent |
 
 
 def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
-    thing = resolve(match.group("thing") or "thermostat", home, frozenset({"climate"}))
+    thing = resolve(f"{match.group('thing') or ''} thermostat", home, frozenset({"climate"}))
     if thing is None or len(thing.entities) != 1:
         return None
     if match.groupdict().get("value"):
@@ -216,6 +226,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"{_THING} (?P<switch>on|off)", _switch),
         (rf"(?:kill|shut) {_THING}(?P<switch>)", _switch),
         (rf"toggle {_THING}", _toggle),
+        (rf"(?P<switch>start|run|stop) {_THING}", _start_stop),
         (rf"(?:turn|switch) {_THING} (?P<switch>on|off) in (?P<place>[\w' ]+)", _switch_in),
         (rf"(?P<verb>open|close|shut|raise|lower|lift) {_THING}", _open_close),
         (rf"(?:set|turn|put|bring|dim|change) {_THING} {_TO_PERCENT}", _brightness_value),
@@ -226,7 +237,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"make {_THING} (?P<way>brighter|lighter|darker|dimmer)", _brightness),
         (rf"(?:turn|put|set) {_THING} {_FULL_OR_HALF}", _brightness),
         (rf"(?:set|turn|put|change|bring|make) {_THING} {_TO_DEGREES}", _temperature),
-        (rf"make it {_NUMBER}(?: ?degrees?)(?P<thing>)", _temperature),
+        (rf"make it {_NUMBER}(?: ?degrees?)?(?: in {_THING})?", _temperature),
         (rf"(?:turn|put) {_THING} (?P<way>up|down)", _temperature),
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _temperature),
         (r"make it (?P<way>warmer|cooler|hotter|colder)(?P<thing>)", _temperature),
@@ -234,6 +245,9 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
             rf"(?:what is|what's|whats|how is|how's|tell me|check) {_THING}{_STATE_TAIL}",
             _state,
         ),
+        (rf"what temperature is {_THING}{_STATE_TAIL}", _state),
+        (rf"(?:what is|what's|whats) the (?:current |actual )?temperature (?:on|of|at) {_THING}", _state),
+        (rf"how (?:bright|warm|hot) is {_THING}", _state),
         (rf"(?:is|are) {_THING} (?:on|off|open|closed|shut|running|still on|still open)(?: now)?", _state),
         (rf"(?:did i|have i|did you) {_LEFT} {_THING}(?: on| off| open)?", _state),
         (r"how (?:warm|cold|hot|chilly) is it(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
@@ -246,6 +260,7 @@ def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
     """A home intent in `text` by the command shapes above, or None."""
     spelled = text.replace("%", " percent").replace("°", " degrees")
     words = _TAIL.sub("", _LEAD.sub("", normalize_name(spelled)))
+    words = _BACK.sub(r" \1", words)  # "turn the lamp back on"
     for pattern, build in _SHAPES:
         match = pattern.match(words)
         if match is None:

@@ -8,6 +8,7 @@ mentions a device does not match.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ ACTION_INTENTS = frozenset(
 )
 QUERY_INTENTS = frozenset({"HassGetState", "HassClimateGetTemperature"})
 HOME_INTENTS = ACTION_INTENTS | QUERY_INTENTS
+_CLAUSE_BREAK = re.compile(r"[,;.!?]+\s+|\s+(?:so|and then)\s+")
 
 _THING = r"(?:the |my |our )?(?P<name>[\w']+(?: [\w']+){0,3}?)"
 _ON_OFF = r"(?P<switch>on|off)"
@@ -87,12 +89,17 @@ class IntentRecognizer:
         """
         if home.version != self._lists_version:
             self._known, self._lists_version = _home_lists(home), home.version
-        found = self._best(text, self._known)
-        if found is not None:
-            return found
         from .loose import recognize_loosely  # it builds on this module
 
-        return recognize_loosely(text, home) or self._unknown_device(text)
+        for clause in clauses(text, home):
+            found = self._best(clause, self._known) or recognize_loosely(clause, home)
+            if found is not None:
+                return dataclasses.replace(found, text=text)
+        for clause in clauses(text, home):
+            found = self._unknown_device(clause)
+            if found is not None:
+                return dataclasses.replace(found, text=text)
+        return None
 
     def warm(self, home: HomeSnapshot) -> None:
         """hassil compiles the templates on first use: pay that (about 0.1 s) before the first command."""
@@ -132,6 +139,24 @@ class IntentRecognizer:
             if isinstance(entity.value, str | int | float) and entity.value != ""
         }
         return RecognizedIntent(result.intent.name, slots, text)
+
+
+def clauses(text: str, home: HomeSnapshot) -> list[str]:
+    """The utterance, then its last clauses on their own: "I'm going to bed, turn off the bedroom
+    light" ends in a command. A clause that names no area gets one the utterance named ("It's dark in
+    the kitchen, can you turn the light on")."""
+    parts = [p.strip() for p in _CLAUSE_BREAK.split(text) if p.strip()]
+    if len(parts) < 2:
+        return [text]
+    spoken = f" {normalize_name(text)} "
+    areas = [area for area in home.areas if f" {normalize_name(area)} " in spoken]
+    found = [text]
+    for part in reversed(parts[1:]):
+        found.append(part)
+        said = f" {normalize_name(part)} "
+        if len(areas) == 1 and f" {normalize_name(areas[0])} " not in said:
+            found.append(f"{part} in the {areas[0]}")
+    return found
 
 
 def _home_lists(home: HomeSnapshot) -> dict:
