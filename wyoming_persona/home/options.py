@@ -31,6 +31,11 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
         "Supervisor's token in the add-on. Without one, home control is off",
     )
     group.add_argument(
+        "--no-home-control",
+        action="store_true",
+        help="never act on the home, even with a token (home commands go to the LLM)",
+    )
+    group.add_argument(
         "--device-persona",
         action="append",
         default=[],
@@ -42,6 +47,8 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
 
 def home_options(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> HomeOptions:
     """The link from the flags, else from the environment (HA_TOKEN; the add-on's SUPERVISOR_TOKEN)."""
+    if args.no_home_control:
+        return HomeOptions(None, dict(args.device_persona))
     token, url = args.ha_token or environ.get("HA_TOKEN"), args.ha_url
     if not token and environ.get("SUPERVISOR_TOKEN"):
         token, url = environ["SUPERVISOR_TOKEN"], url or SUPERVISOR_URL
