@@ -17,7 +17,7 @@ declare -A EXTRAS=(
     [asr]="asr,models-asr"
     [tts]="tts,models-tts"
     [vad]="vad"
-    [persona]="llm,llamacpp,mqtt"
+    [persona]="llm,llamacpp,mqtt,home"
 )
 
 scratch="$(mktemp -d)"
