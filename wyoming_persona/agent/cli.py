@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..home.control import HomeControl
-from ..home.link import HomeLink, HomeLinkSettings
+from ..home.link import HomeLink
+from ..home.model_intents import ModelIntents
 from ..home.options import HomeOptions, add_home_arguments, home_options
 from ..home.recognizer import IntentRecognizer
 from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
 from ..personas import Persona, PersonaLoadError, PersonaManager, persona_messages
 from ..service_metrics import MetricsOptions
-from .backends.base import BackendError, ChatRequest
+from .backends.base import BackendError, ChatBackend, ChatRequest
 from .backends.settings import (
     DEFAULT_N_CTX,
     DEFAULT_OLLAMA_HOST,
@@ -282,7 +283,7 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             _LOGGER.warning(
                 "%s; starting anyway: replies are the persona's fallback line until it answers", problem
             )
-        home = home_control(settings.home.link)
+        home = home_control(settings.home, backend)
         chat = PersonaChat(
             manager,
             backend,
@@ -308,13 +309,14 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
         await backend.close()
 
 
-def home_control(link_settings: HomeLinkSettings | None) -> HomeControl | None:
+def home_control(options: HomeOptions, backend: ChatBackend) -> HomeControl | None:
     """Home control when HA can be reached with a token; the templates load now (about 0.1 s)."""
-    if link_settings is None:
+    if options.link is None:
         _LOGGER.info("Home control off: no Home Assistant token (--ha-token); home commands go to the LLM")
         return None
-    _LOGGER.info("Home control through Home Assistant at %s", link_settings.url)
-    return HomeControl(HomeLink(link_settings), IntentRecognizer())
+    _LOGGER.info("Home control through Home Assistant at %s", options.link.url)
+    model = ModelIntents(backend) if options.ask_llm else None
+    return HomeControl(HomeLink(options.link), IntentRecognizer(), model)
 
 
 def _active_first(manager: PersonaManager) -> list[Persona]:

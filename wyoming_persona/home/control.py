@@ -17,6 +17,7 @@ from ..personas import Persona
 from .lines import Fact, Outcome, number, spoken_group, spoken_name, spoken_state
 from .link import HomeLink
 from .model import HomeEntity, HomeSnapshot
+from .model_intents import ModelIntents
 from .recognizer import IntentRecognizer, RecognizedIntent
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,10 +45,16 @@ class HomeControl:
     """Shared by every connection: the link to HA and the recogniser."""
 
     def __init__(
-        self, link: HomeLink, recognizer: IntentRecognizer, rng: random.Random | None = None
+        self,
+        link: HomeLink,
+        recognizer: IntentRecognizer,
+        model: ModelIntents | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.link = link
         self.recognizer = recognizer
+        self.model = model
+        """The LLM, asked only when the templates and the grammar found nothing (None: never)."""
         self.rng = rng or random.Random()
 
     @contextlib.asynccontextmanager
@@ -66,6 +73,8 @@ class HomeControl:
         await self.link.connected.wait()
         if self.link.snapshot is not None:
             await asyncio.to_thread(self.recognizer.warm, self.link.snapshot)
+            if self.model is not None:
+                await self.model.warm(self.link.snapshot)
 
     async def answer(self, text: str, persona: Persona, phrase: Phrase) -> HomeReply | None:
         """The persona's answer to a home command or question in `text`; None when it is not one (or
@@ -74,6 +83,8 @@ class HomeControl:
         if home is None:
             return None
         recognized = await asyncio.to_thread(self.recognizer.recognize, text, home)
+        if recognized is None and self.model is not None and self.model.worth_asking(text, home):
+            recognized = await self.model.recognize(text, home)
         if recognized is None:
             return None
         _LOGGER.debug(

@@ -22,7 +22,7 @@ STEP_PERCENT = 30
 STEP_DEGREES = 1.0
 """How much "warmer" or "turn the heat up" changes the thermostat."""
 
-_KIND_WORDS: dict[str, frozenset[str]] = {
+KIND_WORDS: dict[str, frozenset[str]] = {
     "light": frozenset({"light", "lights", "lamp", "lamps", "bulb", "bulbs", "lighting"}),
     "climate": frozenset({"heat", "heating", "heater", "thermostat", "temperature", "ac", "aircon"}),
     "cover": frozenset({"door", "garage", "shutter", "shutters", "blind", "blinds", "curtain", "curtains"}),
@@ -71,7 +71,7 @@ def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = Non
     scored = []
     for entity in candidates:
         name_words = {w for name in entity.names for w in normalize_name(name).split()}
-        kind = _KIND_WORDS.get(entity.domain, frozenset())
+        kind = KIND_WORDS.get(entity.domain, frozenset())
         unmatched = [
             t for t in rest if t not in name_words and t not in kind and not (outside and t in _OUTSIDE)
         ]
@@ -164,9 +164,7 @@ def _brightness(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     elif way in ("half", "half brightness", "halfway"):
         value = 50
     else:
-        current = _brightness_now(thing.entities)
-        step = STEP_PERCENT if way in ("up", "brighter", "brighten", "lighter") else -STEP_PERCENT
-        value = max(5, min(100, current + step))
+        value = stepped_brightness(thing, way in ("up", "brighter", "brighten", "lighter"))
     return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
 
 
@@ -185,11 +183,9 @@ def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None
     if match.groupdict().get("value"):
         value = float(match.group("value"))
     else:
-        target = thing.entities[0].attributes.get("temperature")
-        if target is None:
+        value = stepped_temperature(thing, match.group("way") in ("up", "warmer", "hotter", "higher"))
+        if value is None:
             return None
-        warmer = match.group("way") in ("up", "warmer", "hotter", "higher")
-        value = float(target) + (STEP_DEGREES if warmer else -STEP_DEGREES)
     return RecognizedIntent(
         "HassClimateSetTemperature", {**thing.slots(), "temperature": value}, match.string
     )
@@ -269,6 +265,20 @@ def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
         if found is not None:
             return RecognizedIntent(found.name, found.slots, text)
     return None
+
+
+def stepped_brightness(thing: Thing, up: bool) -> int:
+    """A step brighter or dimmer than the brightest of the lights now (never quite off)."""
+    step = STEP_PERCENT if up else -STEP_PERCENT
+    return max(5, min(100, _brightness_now(thing.entities) + step))
+
+
+def stepped_temperature(thing: Thing, up: bool) -> float | None:
+    """A step warmer or cooler than the thermostat's target now (None when it has none)."""
+    target = thing.entities[0].attributes.get("temperature")
+    if target is None:
+        return None
+    return float(target) + (STEP_DEGREES if up else -STEP_DEGREES)
 
 
 def _brightness_now(entities: tuple[HomeEntity, ...]) -> int:

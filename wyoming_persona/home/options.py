@@ -15,6 +15,8 @@ class HomeOptions:
     link: HomeLinkSettings | None = None
     """None: no token, so no home control (home commands go to the LLM like any question)."""
     device_personas: dict[str, str] = field(default_factory=dict)
+    ask_llm: bool = True
+    """Show the LLM the home commands the templates and the grammar miss (a few seconds each)."""
 
 
 def add_home_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,11 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
         help="never act on the home, even with a token (home commands go to the LLM)",
     )
     group.add_argument(
+        "--no-home-llm",
+        action="store_true",
+        help="never ask the LLM whether an utterance the sentence templates miss is a home command",
+    )
+    group.add_argument(
         "--device-persona",
         action="append",
         default=[],
@@ -48,12 +55,12 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
 def home_options(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> HomeOptions:
     """The link from the flags, else from the environment (HA_TOKEN; the add-on's SUPERVISOR_TOKEN)."""
     if args.no_home_control:
-        return HomeOptions(None, dict(args.device_persona))
+        return HomeOptions(None, dict(args.device_persona), not args.no_home_llm)
     token, url = args.ha_token or environ.get("HA_TOKEN"), args.ha_url
     if not token and environ.get("SUPERVISOR_TOKEN"):
         token, url = environ["SUPERVISOR_TOKEN"], url or SUPERVISOR_URL
     link = HomeLinkSettings(url or "http://homeassistant.local:8123", token) if token else None
-    return HomeOptions(link, dict(args.device_persona))
+    return HomeOptions(link, dict(args.device_persona), not args.no_home_llm)
 
 
 def _device_persona(value: str) -> tuple[str, str]:

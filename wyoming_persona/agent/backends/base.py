@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal, Protocol, TypedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
+
+
+class ToolCallFunction(TypedDict):
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCallDict(TypedDict):
+    """A tool call in a message, in Ollama's form."""
+
+    function: ToolCallFunction
 
 
 class ChatMessage(TypedDict):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: NotRequired[list[ToolCallDict]]
+    """An assistant message's tool calls (Ollama's form); a `tool` message answers them in order."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks for a function; `arguments` is the decoded JSON object."""
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> ToolCallDict:
+        return {"function": {"name": self.name, "arguments": dict(self.arguments)}}
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,8 @@ class ChatRequest:
     repeat_penalty: float | None = None
     """None uses the backend's default (the embedded backend's `repeat_penalty` setting)."""
     max_tokens: int | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    """Function schemas the model may call (`{"type": "function", "function": {...}}`); empty: none."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +59,8 @@ class Delta:
     text: str = ""
     finish_reason: str | None = None
     """"stop", "length" (cut by max_tokens) or another backend-specific reason; None until the end."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Complete tool calls the model made (never spoken)."""
 
 
 class BackendError(Exception):
