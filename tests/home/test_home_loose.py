@@ -40,6 +40,9 @@ def plain_home(home):
         ("What's the heating set to?", "HassGetState", {"name": "Thermostat"}),
         ("toggle the living room lamp", "HassTurnOff", {"name": "Living Room Lamp"}),  # it is on
         ("Switch the lamp off in the living room", "HassTurnOff", {"name": "Living Room Lamp"}),
+        ("Turn off all the lights in the house", "HassTurnOff", {"domain": "light"}),
+        ("Bring the garage door down", "HassTurnOff", {"name": "Garage Door"}),
+        ("Heat to 20.5 please", "HassClimateSetTemperature", {"name": "Thermostat", "temperature": 20.5}),
     ],
 )
 def test_everyday_words(plain_home, text, intent, slots):

@@ -81,9 +81,15 @@ def test_a_new_home_is_picked_up(recognizer, home):
     [
         ("I'm heading out, so switch off the coffee machine.", {"name": "Coffee Machine"}),
         ("The bedroom is too bright. Could you turn the light off?", {"area": "Bedroom", "domain": "light"}),
+        ("The coffee machine is still running, switch it off.", {"name": "Coffee Machine"}),
     ],
 )
 def test_a_command_after_a_remark(recognizer, home, text, slots):
     found = recognizer.recognize(text, home)
     assert found is not None and found.name == "HassTurnOff" and found.slots == slots
     assert found.text == text
+
+
+@pytest.mark.parametrize("text", ["Shut up", "Turn it off.", "Switch that on"])
+def test_no_unknown_device_is_made_of_a_pronoun_or_a_particle(recognizer, home, text):
+    assert recognizer.recognize(text, home) is None

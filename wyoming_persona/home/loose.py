@@ -30,14 +30,20 @@ KIND_WORDS: dict[str, frozenset[str]] = {
     "sensor": frozenset({"temperature", "sensor", "reading"}),
 }
 _OUTSIDE = frozenset({"outside", "outdoor", "outdoors", "out"})
-_FILLER = frozenset({"the", "my", "our", "a", "all", "of", "in", "on", "at", "please"})
+_FILLER = frozenset({"the", "my", "our", "a", "of", "in", "on", "at", "please", "house", "home", "whole"})
+_EVERY = frozenset({"all", "every", "each", "everything"})
+"""Said with a kind ("every light in the house"), the thing is all the devices of that kind."""
 _LEAD = re.compile(
     r"^(?:(?:hey|ok|okay|so|um|uh|oh|and|now|alright|please|can you|could you|would you|will you|"
     r"i want you to|i'd like you to|i need you to|go ahead and|just) )+"
 )
-_TAIL = re.compile(r"(?: (?:please|for me|now|right now|thanks|thank you|a bit|a little|real quick))+$")
+_TAIL = re.compile(
+    r"(?: (?:please|for me|now|right now|thanks|thank you|a bit|a little|real quick|if so|too|as well))+$"
+)
 _BACK = re.compile(r" back (on|off|up|down)\b")
-_NUMBER = r"(?P<value>\d+(?:\.\d+)?)"
+_NUMBER = r"(?P<value>\d+(?:dot\d+)?)"
+_DECIMAL = re.compile(r"(\d)\.(\d)")
+"""Kept through the normalisation, which drops punctuation: "19.5" -> "19dot5"."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Thing:
 def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = None) -> Thing | None:
     """The device(s) `words` name, or None if any word fits nothing (or several devices fit equally)."""
     tokens = [t for t in words.split() if t not in _FILLER]
+    every = bool(_EVERY & set(tokens))
+    tokens = [t for t in tokens if t not in _EVERY]
     if not tokens:
         return None
     candidates = [e for e in home.entities if domains is None or e.domain in domains]
@@ -94,7 +102,7 @@ def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = Non
     if len(entities) == 1:
         return Thing(entities)
     kinds = {entity.domain for entity in entities}
-    if area is not None and len(kinds) == 1:
+    if (area is not None or every) and len(kinds) == 1:
         return Thing(entities, area, kinds.pop())
     return None
 
@@ -154,6 +162,16 @@ def _open_close(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     return RecognizedIntent("HassTurnOn" if opening else "HassTurnOff", thing.slots(), match.string)
 
 
+def _cover_up_down(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Garage door up": a cover goes up (opens) or down (closes)."""
+    thing = resolve(match.group("thing"), home, frozenset({"cover"}))
+    if thing is None:
+        return None
+    return RecognizedIntent(
+        "HassTurnOn" if match.group("way") == "up" else "HassTurnOff", thing.slots(), match.string
+    )
+
+
 def _brightness(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     thing = resolve(match.group("thing"), home, frozenset({"light"}))
     if thing is None:
@@ -172,7 +190,7 @@ def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent |
     thing = resolve(match.group("thing"), home, frozenset({"light"}))
     if thing is None:
         return None
-    value = max(0, min(100, round(float(match.group("value")))))
+    value = max(0, min(100, round(_value(match))))
     return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
 
 
@@ -181,7 +199,7 @@ def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None
     if thing is None or len(thing.entities) != 1:
         return None
     if match.groupdict().get("value"):
-        value = float(match.group("value"))
+        value = _value(match)
     else:
         value = stepped_temperature(thing, match.group("way") in ("up", "warmer", "hotter", "higher"))
         if value is None:
@@ -213,6 +231,7 @@ _TO_PERCENT = rf"(?:to|at|down to|up to) {_NUMBER} ?(?:percent|%)"
 _TO_DEGREES = rf"(?:up |down )?to {_NUMBER}(?: ?degrees?| ?°)?(?: celsius| fahrenheit)?"
 _FULL_OR_HALF = r"(?:to )?(?P<way>full|max|maximum|all the way up|half|half brightness|halfway)"
 _STATE_TAIL = r"(?: set to| at| now| reading| doing)?"
+_SET_VERB = r"(?:set|turn|put|change|bring|make|drop|lower|raise|bump|increase|decrease|reduce)"
 _LEFT = r"(?:leave|turn off|turn on|close|open|switch off|switch on)"
 _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
     (re.compile(f"^{pattern}$"), build)
@@ -225,6 +244,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?P<switch>start|run|stop) {_THING}", _start_stop),
         (rf"(?:turn|switch) {_THING} (?P<switch>on|off) in (?P<place>[\w' ]+)", _switch_in),
         (rf"(?P<verb>open|close|shut|raise|lower|lift) {_THING}", _open_close),
+        (rf"(?:put|bring|move|pull|roll|take)? ?{_THING} (?P<way>up|down)", _cover_up_down),
         (rf"(?:set|turn|put|bring|dim|change) {_THING} {_TO_PERCENT}", _brightness_value),
         (rf"{_THING} {_TO_PERCENT}", _brightness_value),
         (rf"(?P<way>dim|darken|brighten) {_THING}", _brightness),
@@ -232,7 +252,11 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _brightness),
         (rf"make {_THING} (?P<way>brighter|lighter|darker|dimmer)", _brightness),
         (rf"(?:turn|put|set) {_THING} {_FULL_OR_HALF}", _brightness),
-        (rf"(?:set|turn|put|change|bring|make) {_THING} {_TO_DEGREES}", _temperature),
+        (
+            rf"{_SET_VERB} {_THING} {_TO_DEGREES}",
+            _temperature,
+        ),
+        (rf"{_THING} {_TO_DEGREES}", _temperature),
         (rf"make it {_NUMBER}(?: ?degrees?)?(?: in {_THING})?", _temperature),
         (rf"(?:turn|put) {_THING} (?P<way>up|down)", _temperature),
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _temperature),
@@ -254,7 +278,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
 
 def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
     """A home intent in `text` by the command shapes above, or None."""
-    spelled = text.replace("%", " percent").replace("°", " degrees")
+    spelled = _DECIMAL.sub(r"\1dot\2", text.replace("%", " percent").replace("°", " degrees"))
     words = _TAIL.sub("", _LEAD.sub("", normalize_name(spelled)))
     words = _BACK.sub(r" \1", words)  # "turn the lamp back on"
     for pattern, build in _SHAPES:
@@ -265,6 +289,10 @@ def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
         if found is not None:
             return RecognizedIntent(found.name, found.slots, text)
     return None
+
+
+def _value(match: re.Match) -> float:
+    return float(match.group("value").replace("dot", "."))
 
 
 def stepped_brightness(thing: Thing, up: bool) -> int:

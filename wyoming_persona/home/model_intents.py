@@ -226,6 +226,8 @@ def intent_of(call: ToolCall, home: HomeSnapshot) -> RecognizedIntent | None:
             return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": percent})
         case "change":
             up = arguments.get("direction") == "up"
+            if all(entity.domain == "cover" for entity in thing.entities):  # a door goes up: it opens
+                return RecognizedIntent("HassTurnOn" if up else "HassTurnOff", thing.slots())
             if all(entity.domain == "climate" for entity in thing.entities):
                 degrees = stepped_temperature(thing, up)
                 if degrees is None:

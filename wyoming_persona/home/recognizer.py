@@ -41,6 +41,24 @@ def _open_close(match: re.Match) -> str:
     return "HassTurnOn" if match.group("verb") == "open" else "HassTurnOff"
 
 
+_NOT_A_NAME = frozenset(
+    {
+        "it",
+        "them",
+        "that",
+        "this",
+        "those",
+        "these",
+        "everything",
+        "all",
+        "something",
+        "up",
+        "down",
+        "in",
+        "out",
+    }
+)
+_PRONOUN = re.compile(r"\b(?:it|them)\b", re.IGNORECASE)
 _UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...] = (
     (re.compile(rf"^(?:turn|switch) {_ON_OFF} {_THING}(?: now)?$"), _on_off),
     (re.compile(rf"^(?:turn|switch) {_THING} {_ON_OFF}(?: now)?$"), _on_off),
@@ -116,7 +134,7 @@ class IntentRecognizer:
             words = " ".join(self._skip.sub(" ", words).split())
         for pattern, intent in _UNKNOWN_COMMANDS:
             match = pattern.match(words)
-            if match is not None:
+            if match is not None and match.group("name") not in _NOT_A_NAME:
                 return RecognizedIntent(intent(match), {"name": match.group("name")}, text, unknown=True)
         return None
 
@@ -151,12 +169,30 @@ def clauses(text: str, home: HomeSnapshot) -> list[str]:
     spoken = f" {normalize_name(text)} "
     areas = [area for area in home.areas if f" {normalize_name(area)} " in spoken]
     found = [text]
-    for part in reversed(parts[1:]):
+    for index in range(len(parts) - 1, 0, -1):
+        part = parts[index]
         found.append(part)
+        earlier = _home_phrase(" ".join(parts[:index]), home)
+        if earlier and _PRONOUN.search(part):  # "The bedroom light is on, switch it off"
+            found.append(_PRONOUN.sub(earlier, part))
         said = f" {normalize_name(part)} "
         if len(areas) == 1 and f" {normalize_name(areas[0])} " not in said:
             found.append(f"{part} in the {areas[0]}")
     return found
+
+
+def _home_phrase(text: str, home: HomeSnapshot) -> str:
+    """The longest device name (or area) said in `text`, as said: what a later "it" refers to."""
+    from .loose import KIND_WORDS
+
+    spoken = f" {normalize_name(text)} "
+    names = [normalize_name(name) for entity in home.entities for name in entity.names]
+    names += [normalize_name(area) for area in home.areas]
+    said = [name for name in names if f" {name} " in spoken]
+    if not said:
+        kinds = {word for words in KIND_WORDS.values() for word in words}
+        said = [word for word in spoken.split() if word in kinds]
+    return max(said, key=len) if said else ""
 
 
 def _home_lists(home: HomeSnapshot) -> dict:
