@@ -36,6 +36,9 @@ class Service(Command):
     metrics_port: int = 0
     """Port of the service's Prometheus `/metrics` (`--metrics-port`, by convention port + 1000); 0 = none.
     Kept off the add-ons' published ports: the API scrapes it over the add-on network."""
+    side_ports: tuple[tuple[str, int], ...] = ()
+    """More ports the service listens on, as (flag, port), published by its add-on; `make run` passes
+    each flag with its port, or with 0 (off) when the service itself is moved to another port."""
 
 
 # Wyoming custom: piper 10200, whisper 10300; ours follow the same pattern. Listed in start order.
@@ -74,6 +77,7 @@ SERVICES: tuple[Service, ...] = (
         # right (98%) and recalls; the CLI default stays smollm2, which needs no model packages.
         suite_args=("--model", "qwen-1.5b"),
         metrics_port=11500,
+        side_ports=(("--ollama-api-port", 10501),),  # the Ollama-compatible API (agent/ollama_api.py)
     ),
     Service(
         "tts",

@@ -106,6 +106,8 @@ def plan(
             bind: tuple[str, ...] = ("--uri", f"tcp://{HOST}:{port}")
             if s.name in metrics:
                 bind += ("--metrics-port", str(metrics[s.name]))
+            for flag, side_port in s.side_ports:
+                bind += (flag, str(side_port if port == s.port else 0))
         else:
             bind = ("--host", HOST, "--port", str(port), *probes)
         args = (*bind, *(persona_args if s.uses_personas else ()), *s.suite_args)

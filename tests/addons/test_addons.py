@@ -43,7 +43,7 @@ NO_DISCOVERY = {"vad"}  # Info has no VAD section: HA would abort the flow with 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 CONFIG_READ = re.compile(r"bashio::config(?:\.[a-z_]+)?\s+'([a-z_]+)'")
 ABS_PATH = re.compile(r"(/(?:usr/lib/wyoming-persona|usr/share/wyoming-persona|etc/s6-overlay)[\w./-]*)")
-LISTEN_PORT = re.compile(r"tcp://0\.0\.0\.0:(\d+)|--port\s+(\d+)")
+LISTEN_PORT = re.compile(r"tcp://0\.0\.0\.0:(\d+)|--(?:ollama-api-)?port\s+(\d+)")
 HEALTHCHECK = re.compile(
     r'HEALTHCHECK [^\n]*\\\n\s*CMD \["/usr/src/\.venv/bin/python3", "-m", "wyoming_persona\.healthcheck", '
     r'"tcp://127\.0\.0\.1:(\d+)"\]'
@@ -161,7 +161,7 @@ def test_ports_exposed(slug: str) -> None:
         for tcp, port in LISTEN_PORT.findall(_code(script)):
             listened.add(int(tcp or port))
     assert listened == declared, f"{slug}: run scripts listen on {listened}, config exposes {declared}"
-    table = {service.port for service in SERVICES if service.addon == slug}
+    table = {port for s in SERVICES if s.addon == slug for port in (s.port, *(p for _, p in s.side_ports))}
     assert declared == table, f"{slug}: config exposes {declared}, the services table says {table}"
     discovery = ADDONS_DIR / slug / S6 / "discovery/run"
     if slug not in NO_DISCOVERY:

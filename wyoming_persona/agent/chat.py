@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..personas import Persona, PersonaManager, build_system_prompt, example_turns, persona_messages
 from ..sentences import split_sentences
-from .backends import BackendError, ChatBackend, ChatRequest
+from .backends import BackendError, ChatBackend, ChatMessage, ChatRequest, ToolCall
 from .commands import Command, CommandKind, recognize, spoken_list
 from .history import ConversationStore
 from .leak_guard import LeakGuard
@@ -49,6 +50,7 @@ _DETAIL = re.compile(
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 
 OnChunk = Callable[[str], Awaitable[None]]
+OnToolCalls = Callable[[tuple[ToolCall, ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -234,10 +236,17 @@ class PersonaChat:
         return Reply(reply, persona.id, ReplySource.LLM)
 
     async def _stream(
-        self, request: ChatRequest, shaper: ReplyShaper, spoken: _SpokenReply, max_sentences: int
+        self,
+        request: ChatRequest,
+        shaper: ReplyShaper,
+        spoken: _SpokenReply,
+        max_sentences: int,
+        on_tool_calls: OnToolCalls | None = None,
     ) -> bool:
-        """Feed the backend's pieces through the shaper and the leak guard; True if the reply was cut
-        short (token cap, sentence limit, or the model began writing the user's turn)."""
+        """Feed the backend's pieces through the shaper and the leak guard, and its tool calls to
+        `on_tool_calls`; True if the reply was cut short (token cap, sentence limit, or the model
+        began writing the user's turn). The sentence limit ends a reply with tools too: models write
+        their calls first (qwen-1.5b in bench/tool_calls.py)."""
         truncated = False
         stream = self.backend.stream(request)
         try:
@@ -247,6 +256,8 @@ class PersonaChat:
                         delta = await anext(stream, None)
                     if delta is None:
                         break
+                    if delta.tool_calls and on_tool_calls is not None:
+                        await on_tool_calls(delta.tool_calls)
                     for chunk in shaper.feed(delta.text):
                         await spoken.say(chunk)
                     if delta.finish_reason is not None:
@@ -344,3 +355,135 @@ class _SpokenReply:
         if verdict.text:
             await self.on_chunk(f" {verdict.text}" if self.pieces else verdict.text)
             self.pieces.append(verdict.text)
+
+
+# -- turns whose history the client keeps (the Ollama-compatible API) ----------------------------
+TOOL_TEMPERATURE = 0.2
+"""With tools offered, the answer to a user's message samples at most this warm: calls need exact
+JSON and names (qwen-1.5b: 5 and 3 of 10 HA commands right at the personas' 0.5 and 0.7, 8 and 9
+with this and the tool rules of backends/tool_text.py)."""
+TOOL_DONE = "Done."
+"""Said when the model answers a tool's result only by making the same call again."""
+
+
+@dataclass(frozen=True)
+class ClientTurn:
+    """A turn from a client that keeps the conversation itself (the Ollama-compatible API)."""
+
+    messages: tuple[ChatMessage, ...]
+    """Earlier turns and the new one, oldest first, without system messages."""
+    persona_id: str | None = None
+    """The persona that answers; None: the active one (a switch applies to the next turn)."""
+    context: str = ""
+    """The client's own instructions, given to the model after the persona's prompt."""
+    tools: tuple[Mapping[str, Any], ...] = ()
+
+
+async def respond_turn(
+    chat: PersonaChat, turn: ClientTurn, on_chunk: OnChunk, on_tool_calls: OnToolCalls
+) -> Reply:
+    """Answer a client that sends the whole conversation and its tools (Home Assistant's Ollama
+    integration) with `chat`'s backend, shaping and leak guard: the persona's prompt leads, the
+    client's system text follows it. Speakable chunks go to `on_chunk`, the model's tool calls to
+    `on_tool_calls`; nothing is stored (the client sends the history again)."""
+    manager = chat.manager
+    persona = manager.get(turn.persona_id) if turn.persona_id else await manager.current()
+    last = turn.messages[-1] if turn.messages else None
+    asked = last["content"] if last is not None and last["role"] == "user" else ""
+    command = recognize(asked, manager.personas.values()) if asked else None
+    if command is not None:
+        reply = await chat._command(command, persona, "")
+        await on_chunk(reply.text)
+        return reply
+    question = next((m["content"] for m in reversed(turn.messages) if m["role"] == "user"), "")
+    max_tokens = persona.llm.max_reply_tokens or chat.settings.max_reply_tokens
+    max_sentences = chat.settings.max_sentences
+    if wants_detail(question):
+        max_tokens, max_sentences = max_tokens * DETAIL_FACTOR, chat.settings.detail_sentences
+    system_prompt = build_system_prompt(persona)
+    system = f"{system_prompt}\n\n{turn.context}" if turn.context else system_prompt
+    messages: list[ChatMessage] = [{"role": "system", "content": system}]
+    # The persona's example turns answer in words only: with tools offered, a small model copies
+    # them and stops calling (qwen-1.5b told the time rather than call GetDateTime).
+    for user, assistant in () if turn.tools else example_turns(persona):
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    messages += recent_turns(turn.messages, chat.store.settings.max_turns)
+    temperature = persona.llm.temperature
+    if turn.tools and asked:  # the model decides on a call: the reply to a tool's result is speech
+        temperature = min(temperature if temperature is not None else 1.0, TOOL_TEMPERATURE)
+    request = ChatRequest(
+        messages=tuple(messages),
+        model=persona.llm.model,
+        temperature=temperature,
+        top_p=persona.llm.top_p,
+        repeat_penalty=persona.llm.repeat_penalty,
+        max_tokens=max_tokens,
+        tools=turn.tools,
+    )
+    calls: list[ToolCall] = []
+    made = {_call_key(call) for call in _calls_this_turn(turn.messages)}
+    repeated = 0
+
+    async def tool_calls(found: tuple[ToolCall, ...]) -> None:
+        nonlocal repeated
+        new = tuple(call for call in found if _call_key(call) not in made)
+        repeated += len(found) - len(new)
+        made.update(map(_call_key, new))
+        if new:
+            calls.extend(new)
+            await on_tool_calls(new)
+
+    spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
+    for attempt in range(2):
+        shaper = ReplyShaper(max_tokens)
+        try:
+            truncated = await chat._stream(request, shaper, spoken, max_sentences, tool_calls)
+        except (BackendError, TimeoutError) as err:
+            chat._backend_failed(err)
+            if spoken.text or calls:
+                return Reply(spoken.text, persona.id, ReplySource.FALLBACK)
+            fallback = speakable_piece(persona.spec.fallbacks.backend_down)
+            await on_chunk(fallback)
+            return Reply(fallback, persona.id, ReplySource.FALLBACK)
+        chat._backend_ok()
+        for chunk in shaper.finish(truncated):
+            await spoken.say(chunk)
+        await spoken.flush()
+        if spoken.text or calls or not spoken.withheld or attempt:
+            break
+        spoken.restart()
+        temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
+        request = dataclasses.replace(request, temperature=temperature)
+    reply = spoken.text
+    if not reply and not calls:
+        if repeated:  # the model only made its last call again: it was done, so say so
+            _LOGGER.debug("Dropped %d repeated tool calls", repeated)
+            reply = TOOL_DONE
+        else:
+            reply = speakable_piece(persona.greeting) if spoken.withheld else NO_ANSWER
+        await on_chunk(reply)
+    _LOGGER.debug("Reply as %s: %r, tool calls %s", persona.id, reply, [call.name for call in calls])
+    return Reply(reply, persona.id, ReplySource.LLM)
+
+
+def _calls_this_turn(messages: Sequence[ChatMessage]) -> list[ToolCall]:
+    """The tool calls made since the last user message (HA sends them back with their results)."""
+    made: list[ToolCall] = []
+    for message in messages:
+        if message["role"] == "user":
+            made.clear()
+        for call in message.get("tool_calls") or ():
+            made.append(ToolCall(call["function"]["name"], call["function"]["arguments"]))
+    return made
+
+
+def _call_key(call: ToolCall) -> str:
+    return json.dumps([call.name, call.arguments], sort_keys=True, default=str)
+
+
+def recent_turns(messages: Sequence[ChatMessage], max_turns: int) -> list[ChatMessage]:
+    """The messages from the `max_turns + 1`-th last user message on: the new turn plus `max_turns`
+    earlier exchanges, tool rounds included."""
+    users = [index for index, message in enumerate(messages) if message["role"] == "user"]
+    start = users[-(max_turns + 1)] if len(users) > max_turns else 0
+    return list(messages[start:])

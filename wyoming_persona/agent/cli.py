@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+
 from ..home.control import HomeControl
 from ..home.link import HomeLink
 from ..home.model_intents import ModelIntents
@@ -34,7 +36,7 @@ from .backends.settings import (
     OllamaSettings,
     OpenAISettings,
 )
-from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings
+from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings, PersonaChat
 from .history import DEFAULT_MAX_TURNS, DEFAULT_TTL, HistorySettings
 from .models import (
     CACHE_DIR_ENV,
@@ -45,6 +47,9 @@ from .models import (
     is_embedded_only,
     lookup,
 )
+from .ollama_api import DEFAULT_HOST as DEFAULT_OLLAMA_API_HOST
+from .ollama_api import DEFAULT_PORT as DEFAULT_OLLAMA_API_PORT
+from .ollama_api import start as start_ollama_api
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +62,9 @@ class ServiceSettings:
     chat: ChatSettings
     history: HistorySettings
     metrics: MetricsOptions | None = None
+    ollama_api_host: str = DEFAULT_OLLAMA_API_HOST
+    ollama_api_port: int = 0
+    """The Ollama-compatible API's port; 0: off (the command line's default is 10501)."""
     home: HomeOptions = field(default_factory=HomeOptions)
 
 
@@ -121,6 +129,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--openai-model", default=DEFAULT_OPENAI_MODEL, help="default: %(default)s")
     group.add_argument(
         "--openai-api-key", default=os.environ.get("OPENAI_API_KEY"), help="API key (env OPENAI_API_KEY)"
+    )
+
+    group = parser.add_argument_group("Ollama-compatible API (for Home Assistant's Ollama integration)")
+    group.add_argument(
+        "--ollama-api-port",
+        type=int,
+        default=DEFAULT_OLLAMA_API_PORT,
+        help="port of the Ollama-compatible chat API; 0 turns it off (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ollama-api-host",
+        default=DEFAULT_OLLAMA_API_HOST,
+        help="address it listens on (default: %(default)s)",
     )
 
     group = parser.add_argument_group("embedded llama.cpp")
@@ -210,6 +231,8 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         ),
         history=HistorySettings(max_turns=args.max_turns, ttl=args.history_ttl),
         metrics=metrics_options(args),
+        ollama_api_host=args.ollama_api_host,
+        ollama_api_port=args.ollama_api_port,
         home=home_options(args),
     )
 
@@ -302,7 +325,12 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
         info = functools.partial(build_info, manager, backend.name, home is not None)
         factory = functools.partial(PersonaEventHandler, info=info, chat=chat)
         async with manager.watching(), home.running() if home else contextlib.nullcontext():
-            await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
+            api = await _start_ollama_api(chat, settings) if settings.ollama_api_port else None
+            try:
+                await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
+            finally:
+                if api is not None:
+                    await api.cleanup()
     finally:
         if warming is not None:
             warming.cancel()
@@ -317,6 +345,24 @@ def home_control(options: HomeOptions, backend: ChatBackend) -> HomeControl | No
     _LOGGER.info("Home control through Home Assistant at %s", options.link.url)
     model = ModelIntents(backend) if options.ask_llm else None
     return HomeControl(HomeLink(options.link), IntentRecognizer(), model)
+
+
+async def _start_ollama_api(chat: PersonaChat, settings: ServiceSettings) -> web.AppRunner | None:
+    """The Ollama-compatible API beside the Wyoming server; a taken port is a warning, not the end:
+    the Wyoming agent is the service's main job (and a second service on one machine, a test or a
+    harness, would find the default port taken)."""
+    host, port = settings.ollama_api_host, settings.ollama_api_port
+    try:
+        return await start_ollama_api(chat, host, port)
+    except OSError as err:
+        _LOGGER.warning(
+            "Ollama-compatible API not started: cannot listen on %s:%d (%s); --ollama-api-port picks "
+            "another port, 0 turns it off",
+            host,
+            port,
+            err.strerror or err,
+        )
+        return None
 
 
 def _active_first(manager: PersonaManager) -> list[Persona]:

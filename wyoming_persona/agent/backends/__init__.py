@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from .base import BackendError, ChatBackend, ChatMessage, ChatRequest, Delta
+from .base import BackendError, ChatBackend, ChatMessage, ChatRequest, Delta, ToolCall
 from .settings import BackendKind, BackendSettings, EmbeddedSettings, OllamaSettings, OpenAISettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ __all__ = [
     "EmbeddedSettings",
     "OllamaSettings",
     "OpenAISettings",
+    "ToolCall",
     "create_backend",
     "probe_ollama",
 ]

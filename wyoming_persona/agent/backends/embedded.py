@@ -23,6 +23,7 @@ from ..models import DEFAULT_MODEL, ModelError, model_file
 from .base import BackendError, ChatRequest, Delta
 from .prompt_cache import PromptCache
 from .settings import DEFAULT_MAX_TOKENS, BackendKind, BackendSettings, EmbeddedSettings
+from .tool_text import ToolCallParser, render_messages, tool_names
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class LlamaCppChatBackend:
             if cache is not None:  # restore the longest processed prefix of this prompt
                 cache.prepare(arguments["messages"])
             chunks = llama.create_chat_completion(**arguments)
+            tools = ToolCallParser(tool_names(request.tools)) if request.tools else None  # calls as text
             for chunk in chunks:
                 if cancel.is_set():
                     _LOGGER.debug("Generation cancelled")
@@ -237,8 +239,14 @@ class LlamaCppChatBackend:
                 choice = chunk["choices"][0]
                 text = choice.get("delta", {}).get("content") or ""
                 finish = choice.get("finish_reason")
-                if text or finish:
-                    put(Delta(text, finish))
+                calls: tuple = ()
+                if tools is not None:
+                    text, calls = tools.feed(text)
+                    if finish:
+                        rest, more = tools.finish()
+                        text, calls = text + rest, calls + more
+                if text or finish or calls:
+                    put(Delta(text, finish, calls))
         except _MODEL_ERRORS as err:  # llama.cpp's own failures (e.g. context overflow): the message says it
             error = err
         except Exception as err:  # anything else is a bug or a broken model: keep the traceback
@@ -268,7 +276,7 @@ class LlamaCppChatBackend:
         settings = self.settings
         temperature = request.temperature if request.temperature is not None else settings.temperature
         arguments: dict[str, Any] = {
-            "messages": [dict(message) for message in request.messages],
+            "messages": render_messages(request.messages, request.tools),
             "stream": True,
             "max_tokens": request.max_tokens or settings.max_tokens or DEFAULT_MAX_TOKENS,
             "repeat_penalty": request.repeat_penalty or settings.repeat_penalty,

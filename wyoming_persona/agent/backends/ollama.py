@@ -9,7 +9,7 @@ import httpx
 import ollama
 
 from ..models import server_model
-from .base import BackendError, ChatRequest, Delta
+from .base import BackendError, ChatRequest, Delta, ToolCall
 from .settings import BackendSettings, OllamaSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class OllamaChatBackend:
             parts = await self._client.chat(
                 model=server_model(request.model, settings.model),
                 messages=[dict(message) for message in request.messages],
+                tools=[dict(tool) for tool in request.tools] or None,
                 stream=True,
                 options=options,
                 keep_alive=settings.keep_alive,
@@ -51,8 +52,12 @@ class OllamaChatBackend:
             async for part in parts:
                 text = (part.message.content or "") if part.message else ""
                 finish = (part.done_reason or "stop") if part.done else None
-                if text or finish:
-                    yield Delta(text, finish)
+                calls = tuple(
+                    ToolCall(call.function.name, dict(call.function.arguments or {}))
+                    for call in (part.message.tool_calls if part.message else None) or ()
+                )
+                if text or finish or calls:
+                    yield Delta(text, finish, calls)
         except ollama.ResponseError as err:
             raise BackendError(f"Ollama answered HTTP {err.status_code}: {err.error}") from err
         except (httpx.HTTPError, ConnectionError, ValueError) as err:

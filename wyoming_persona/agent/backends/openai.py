@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import aiohttp
 
 from ..models import server_model
-from .base import BackendError, ChatRequest, Delta
+from .base import BackendError, ChatMessage, ChatRequest, Delta, ToolCall
 from .settings import BackendSettings, OpenAISettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ class OpenAIChatBackend:
         settings = self.settings
         body: dict = {
             "model": server_model(request.model, settings.model),
-            "messages": [dict(message) for message in request.messages],
+            "messages": openai_messages(request.messages),
             "stream": True,
         }
+        if request.tools:
+            body["tools"] = [dict(tool) for tool in request.tools]  # the same function schemas
         temperature = request.temperature if request.temperature is not None else settings.temperature
         if temperature is not None:
             body["temperature"] = temperature
@@ -60,8 +63,9 @@ class OpenAIChatBackend:
                 if response.status >= 400:
                     raise BackendError(_http_error(self.url, response.status, await response.text()))
                 finished = done = False
+                calls = ToolCallFragments()
                 async for raw in response.content:
-                    delta = _parse_sse_line(raw)
+                    delta = _parse_sse_line(raw, calls)
                     if delta is None:
                         continue
                     if delta is _DONE:
@@ -70,7 +74,7 @@ class OpenAIChatBackend:
                     finished = finished or delta.finish_reason is not None
                     yield delta
                 if done and not finished:
-                    yield Delta(finish_reason="stop")
+                    yield Delta(finish_reason="stop", tool_calls=calls.take())
                 elif not finished:
                     # llama.cpp's server answers 200 and then ends the stream empty when generation
                     # fails (e.g. the prompt exceeds its context window): a cut reply, not a finished one.
@@ -113,8 +117,9 @@ def _http_error(url: str, status: int, body: str) -> str:
     return message
 
 
-def _parse_sse_line(raw: bytes) -> Delta | None:
-    """One SSE line -> a Delta, _DONE for `data: [DONE]`, None for comments, blanks and other fields."""
+def _parse_sse_line(raw: bytes, calls: ToolCallFragments | None = None) -> Delta | None:
+    """One SSE line -> a Delta, _DONE for `data: [DONE]`, None for comments, blanks and other fields.
+    Pieces of tool calls go into `calls`; the Delta with the finish reason carries them whole."""
     line = raw.decode("utf-8", errors="replace").strip()
     if not line.startswith("data:"):
         return None
@@ -133,11 +138,86 @@ def _parse_sse_line(raw: bytes) -> Delta | None:
     if not choices or not isinstance(choices[0], dict):
         return None
     choice = choices[0]
-    content = (choice.get("delta") or {}).get("content") or ""
+    delta = choice.get("delta") or {}
+    content = delta.get("content") or ""
     finish = choice.get("finish_reason")
+    if calls is not None and delta.get("tool_calls"):
+        calls.add(delta["tool_calls"])
+    found = calls.take() if finish and calls is not None else ()
     if not content and not finish:
         return None
-    return Delta(content, finish)
+    return Delta(content, finish, found)
+
+
+class ToolCallFragments:
+    """Streamed tool calls come in pieces per `index`: the name first, the JSON arguments in slices."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, fragments: Any) -> None:
+        if not isinstance(fragments, list):
+            raise BackendError(f"bad tool_calls in a streamed delta: {str(fragments)[:80]!r}")
+        for position, fragment in enumerate(fragments):
+            function = fragment.get("function") if isinstance(fragment, dict) else None
+            if not isinstance(function, dict):
+                continue
+            index = fragment.get("index", position)
+            call = self._calls.setdefault(
+                index if isinstance(index, int) else position, {"name": "", "arguments": ""}
+            )
+            call["name"] += function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
+
+    def take(self) -> tuple[ToolCall, ...]:
+        """The complete calls so far, in order; a call whose arguments are not a JSON object is dropped."""
+        found = []
+        for _, call in sorted(self._calls.items()):
+            try:
+                arguments = json.loads(call["arguments"]) if call["arguments"].strip() else {}
+            except ValueError:
+                arguments = None
+            if call["name"] and isinstance(arguments, dict):
+                found.append(ToolCall(call["name"], arguments))
+            else:
+                _LOGGER.debug("Ignoring a malformed tool call: %s", call)
+        self._calls.clear()
+        return tuple(found)
+
+
+def openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Our messages in OpenAI's form: tool calls get ids (`call_1`...) with JSON-string arguments, and
+    each tool result names the call it answers (results follow their calls in order)."""
+    converted: list[dict[str, Any]] = []
+    waiting: list[str] = []
+    count = 0
+    for message in messages:
+        role = message["role"]
+        if role == "assistant" and message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                count += 1
+                waiting.append(f"call_{count}")
+                function = call["function"]
+                calls.append(
+                    {
+                        "id": waiting[-1],
+                        "type": "function",
+                        "function": {
+                            "name": function["name"],
+                            "arguments": json.dumps(function["arguments"]),
+                        },
+                    }
+                )
+            converted.append(
+                {"role": "assistant", "content": message["content"] or None, "tool_calls": calls}
+            )
+        elif role == "tool":
+            call_id = waiting.pop(0) if waiting else f"call_{count}"
+            converted.append({"role": "tool", "tool_call_id": call_id, "content": message["content"]})
+        else:
+            converted.append({"role": role, "content": message["content"]})
+    return converted
 
 
 async def create(settings: BackendSettings) -> OpenAIChatBackend:
