@@ -10,7 +10,9 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_OLLAMA_MODEL = "llama3.2"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8080/v1"
 DEFAULT_OPENAI_MODEL = "default"
-DEFAULT_N_CTX = 2048
+DEFAULT_N_CTX = 4096
+"""Home Assistant's Ollama integration sends about 1,800 tokens of instructions and exposed entities
+with its tools; a tool round on top of that does not fit in 2048."""
 DEFAULT_MAX_TOKENS = 150
 DEFAULT_PROMPT_CACHE_MIB = 128.0
 
