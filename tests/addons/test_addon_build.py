@@ -30,7 +30,7 @@ EXTRAS = {
     "asr": {"asr", "models-asr"},
     "tts": {"tts", "models-tts"},
     "vad": {"vad"},
-    "persona": {"llm", "llamacpp", "mqtt"},
+    "persona": {"llm", "llamacpp", "mqtt", "home"},
 }
 # The images' Python (Debian bookworm's python3), for dependencies with environment markers.
 IMAGE_PYTHON = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux"}
