@@ -205,27 +205,9 @@ class PersonaChat:
             max_tokens=max_tokens,
         )
         spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
-        for attempt in range(2):
-            shaper = ReplyShaper(max_tokens)
-            try:
-                truncated = await self._stream(request, shaper, spoken, max_sentences)
-            except (BackendError, TimeoutError) as err:
-                self._backend_failed(err)
-                if spoken.text:  # part of the reply was already spoken: end it there
-                    return Reply(spoken.text, persona.id, ReplySource.FALLBACK)
-                fallback = speakable_piece(persona.spec.fallbacks.backend_down)
-                await on_chunk(fallback)
-                return Reply(fallback, persona.id, ReplySource.FALLBACK)
-            self._backend_ok()
-            for chunk in shaper.finish(truncated):
-                await spoken.say(chunk)
-            await spoken.flush()
-            if spoken.text or not spoken.withheld or attempt:
-                break
-            _LOGGER.info("Every sentence of the reply repeated the persona's instructions; generating again")
-            spoken.restart()
-            temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
-            request = dataclasses.replace(request, temperature=temperature)
+        failed = await self._speak(request, persona, spoken, max_sentences)
+        if failed is not None:
+            return failed
         reply = spoken.text
         if not reply:
             reply = speakable_piece(persona.greeting) if spoken.withheld else NO_ANSWER
@@ -234,6 +216,40 @@ class PersonaChat:
             self.store.add_turn(conversation_id, persona.id, text, reply)
         _LOGGER.debug("Reply as %s: %s", persona.id, reply)
         return Reply(reply, persona.id, ReplySource.LLM)
+
+    async def _speak(
+        self,
+        request: ChatRequest,
+        persona: Persona,
+        spoken: _SpokenReply,
+        max_sentences: int,
+        on_tool_calls: OnToolCalls | None = None,
+        called: Callable[[], bool] = lambda: False,
+    ) -> Reply | None:
+        """Generate into `spoken`, once more (warmer) when the leak guard withheld all of it; a
+        backend failure ends in the persona's fallback line (returned), else None."""
+        for attempt in range(2):
+            shaper = ReplyShaper(request.max_tokens or self.settings.max_reply_tokens)
+            try:
+                truncated = await self._stream(request, shaper, spoken, max_sentences, on_tool_calls)
+            except (BackendError, TimeoutError) as err:
+                self._backend_failed(err)
+                if spoken.text or called():  # part of the reply was already given: end it there
+                    return Reply(spoken.text, persona.id, ReplySource.FALLBACK)
+                fallback = speakable_piece(persona.spec.fallbacks.backend_down)
+                await spoken.on_chunk(fallback)
+                return Reply(fallback, persona.id, ReplySource.FALLBACK)
+            self._backend_ok()
+            for chunk in shaper.finish(truncated):
+                await spoken.say(chunk)
+            await spoken.flush()
+            if spoken.text or called() or not spoken.withheld or attempt:
+                return None
+            _LOGGER.info("Every sentence of the reply repeated the persona's instructions; generating again")
+            spoken.restart()
+            temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
+            request = dataclasses.replace(request, temperature=temperature)
+        return None
 
     async def _stream(
         self,
@@ -434,26 +450,9 @@ async def respond_turn(
             await on_tool_calls(new)
 
     spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
-    for attempt in range(2):
-        shaper = ReplyShaper(max_tokens)
-        try:
-            truncated = await chat._stream(request, shaper, spoken, max_sentences, tool_calls)
-        except (BackendError, TimeoutError) as err:
-            chat._backend_failed(err)
-            if spoken.text or calls:
-                return Reply(spoken.text, persona.id, ReplySource.FALLBACK)
-            fallback = speakable_piece(persona.spec.fallbacks.backend_down)
-            await on_chunk(fallback)
-            return Reply(fallback, persona.id, ReplySource.FALLBACK)
-        chat._backend_ok()
-        for chunk in shaper.finish(truncated):
-            await spoken.say(chunk)
-        await spoken.flush()
-        if spoken.text or calls or not spoken.withheld or attempt:
-            break
-        spoken.restart()
-        temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
-        request = dataclasses.replace(request, temperature=temperature)
+    failed = await chat._speak(request, persona, spoken, max_sentences, tool_calls, lambda: bool(calls))
+    if failed is not None:
+        return failed
     reply = spoken.text
     if not reply and not calls:
         if repeated:  # the model only made its last call again: it was done, so say so

@@ -34,6 +34,14 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
+_PLAIN = {
+    Outcome.TURNED_ON: "on now",
+    Outcome.TURNED_OFF: "off now",
+    Outcome.OPENED: "opening",
+    Outcome.CLOSED: "closing",
+    Outcome.SET: "set to {value}",
+    Outcome.STATE: "{state}",
+}
 _FALLBACK_KIND = {Outcome.OPENED: Outcome.TURNED_ON, Outcome.CLOSED: Outcome.TURNED_OFF}
 
 
@@ -49,22 +57,10 @@ class Fact:
 
     def plain(self) -> str:
         """The fact as one neutral sentence (also the line when the persona has none and no LLM answers)."""
-        the = f"the {self.name}"
-        match self.outcome:
-            case Outcome.TURNED_ON:
-                return f"{the.capitalize()} {_be(self.name)} on now."
-            case Outcome.TURNED_OFF:
-                return f"{the.capitalize()} {_be(self.name)} off now."
-            case Outcome.OPENED:
-                return f"{the.capitalize()} {_be(self.name)} opening."
-            case Outcome.CLOSED:
-                return f"{the.capitalize()} {_be(self.name)} closing."
-            case Outcome.SET:
-                return f"{the.capitalize()} {_be(self.name)} set to {self.value}."
-            case Outcome.STATE:
-                return f"{the.capitalize()} {_be(self.name)} {self.state}."
-            case Outcome.UNKNOWN:
-                return f"I can't find anything called {the} in this home."
+        if self.outcome is Outcome.UNKNOWN:
+            return f"I can't find anything called the {self.name} in this home."
+        tail = _PLAIN[self.outcome].format(value=self.value, state=self.state)
+        return f"The {self.name} {_be(self.name)} {tail}."
 
     def persona_line(self, persona: Persona, rng: random.Random) -> str | None:
         """One of the persona's own lines for this kind, filled in; None if it has none."""
