@@ -61,3 +61,14 @@ def persona_file_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(manager_module, "load_folder", counted(manager_module.load_folder))
     monkeypatch.setattr(ActivePersonaStore, "read", counted(ActivePersonaStore.read))
     return threads
+
+
+@pytest.fixture
+async def ha_websocket(aiohttp_server):
+    """A server speaking Home Assistant's websocket API with the HA harness's home (tests/home)."""
+    from home.ha_websocket import HaWebsocket
+
+    fake = HaWebsocket.with_harness_home()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
 
-import pytest
-from home.ha_websocket import HaWebsocket
 from wyoming.event import async_read_event, async_write_event
 from wyoming.info import Describe, Info
 from wyoming.intent import Intent
@@ -26,14 +23,6 @@ from wyoming_persona.speakable import strip_emoji
 from wyoming_persona.wyoming_server import ServiceServer
 
 from .conftest import assert_stream_order, exchange, handled, say
-
-
-@pytest.fixture
-async def ha_websocket(aiohttp_server) -> AsyncIterator[HaWebsocket]:
-    fake = HaWebsocket.with_harness_home()
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
 
 
 @contextlib.asynccontextmanager

@@ -142,14 +142,7 @@ class PersonaChat:
         """The persona says `fact` in its own words: one short sentence from the LLM, None on failure."""
         instruction = f"{fact.plain()} Tell me that in one short sentence, in your own words."
         messages = [*persona_messages(persona), {"role": "user", "content": instruction}]
-        request = ChatRequest(
-            messages=tuple(messages),
-            model=persona.llm.model,
-            temperature=persona.llm.temperature,
-            top_p=persona.llm.top_p,
-            repeat_penalty=persona.llm.repeat_penalty,
-            max_tokens=PHRASE_MAX_TOKENS,
-        )
+        request = persona_request(persona, messages, PHRASE_MAX_TOKENS)
         written = ""
         stream = self.backend.stream(request)
         try:
@@ -196,14 +189,7 @@ class PersonaChat:
         messages = self.store.messages(
             conversation_id, persona.id, system_prompt, text, examples=example_turns(persona)
         )
-        request = ChatRequest(
-            messages=tuple(messages),
-            model=persona.llm.model,
-            temperature=persona.llm.temperature,
-            top_p=persona.llm.top_p,
-            repeat_penalty=persona.llm.repeat_penalty,
-            max_tokens=max_tokens,
-        )
+        request = persona_request(persona, messages, max_tokens)
         spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
         failed = await self._speak(request, persona, spoken, max_sentences)
         if failed is not None:
@@ -297,6 +283,18 @@ class PersonaChat:
         if self._failing is not None:
             _LOGGER.info("%s answers again", self.backend.name)
             self._failing = None
+
+
+def persona_request(persona: Persona, messages: Iterable[ChatMessage], max_tokens: int) -> ChatRequest:
+    """A generation with the persona's own model and sampling settings."""
+    return ChatRequest(
+        messages=tuple(messages),
+        model=persona.llm.model,
+        temperature=persona.llm.temperature,
+        top_p=persona.llm.top_p,
+        repeat_penalty=persona.llm.repeat_penalty,
+        max_tokens=max_tokens,
+    )
 
 
 def wants_detail(text: str) -> bool:
