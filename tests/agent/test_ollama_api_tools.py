@@ -80,7 +80,6 @@ def test_two_calls_and_words_around_them():
         "Plain words, no braces.",
         "A set {like this} is words.",
         'JSON of something else: {"temperature": 21}.',
-        '{"name": "NotOffered", "arguments": {}}',
         "```python\nprint(1)\n```",
         "I <3 the sea < and > arrows.",
         "Trailing brace {",
@@ -89,6 +88,12 @@ def test_two_calls_and_words_around_them():
 )
 def test_text_that_is_no_call_is_spoken_unchanged(text):
     assert parse(pieces_of(text, 3)) == (text, [])
+
+
+def test_a_call_of_a_tool_not_offered_is_dropped_not_spoken():
+    """Seen through HA: qwen-1.5b answered '{"name": "HassGetLiveContext", "arguments": {}}.' (the tool
+    is GetLiveContext), and HA spoke the JSON."""
+    assert parse(pieces_of('{"name": "HassGetLiveContext", "arguments": {}}.', 3)) == (".", [])
 
 
 def test_a_broken_tagged_call_is_dropped_not_spoken():

@@ -153,11 +153,13 @@ class ToolCallParser:
     def _close(self, raw: str, calls: list[ToolCall], unclosed: bool = False) -> str:
         """A finished block: its calls, or its text when it holds none."""
         block, self._block = self._block, None
-        found = [call for call in map(parse_call, block.bodies(raw)) if call is not None]
-        if not block.tagged:
-            found = [call for call in found if call.name in self.tool_names]
+        parsed = [call for call in map(parse_call, block.bodies(raw)) if call is not None]
+        found = parsed if block.tagged else [call for call in parsed if call.name in self.tool_names]
         if found:
             calls.extend(found)
+            return ""
+        if parsed:  # a call of a tool that was not offered ("HassGetLiveContext"): never words
+            _LOGGER.debug("Dropping a call of a tool that was not offered: %r", raw)
             return ""
         if block.tagged or (unclosed and block.looks_like_call(raw)):
             _LOGGER.debug("Dropping a tool call that is not {name, arguments} JSON: %r", raw)
