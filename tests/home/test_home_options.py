@@ -35,3 +35,14 @@ def test_device_personas():
     assert options.device_personas == {"kids": "pirate", "abc": "butler"}
     with pytest.raises(SystemExit):
         parse("--device-persona", "pirate")
+
+
+def test_without_the_home_extra_home_control_is_off_with_a_clear_error(monkeypatch, caplog):
+    import sys
+
+    from wyoming_persona.agent.cli import home_control
+
+    monkeypatch.setitem(sys.modules, "hassil", None)  # what an install without [home] looks like
+    options = home_options(parse("--ha-token", "t"), environ={})
+    assert home_control(options, backend=None) is None
+    assert "wyoming-persona[home]" in caplog.text

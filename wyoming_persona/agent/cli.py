@@ -342,9 +342,14 @@ def home_control(options: HomeOptions, backend: ChatBackend) -> HomeControl | No
     if options.link is None:
         _LOGGER.info("Home control off: no Home Assistant token (--ha-token); home commands go to the LLM")
         return None
+    try:
+        recognizer = IntentRecognizer()
+    except ImportError as err:  # installed without the `home` extra
+        _LOGGER.error("Home control off: %s (install wyoming-persona[home])", err)
+        return None
     _LOGGER.info("Home control through Home Assistant at %s", options.link.url)
     model = ModelIntents(backend) if options.ask_llm else None
-    return HomeControl(HomeLink(options.link), IntentRecognizer(), model)
+    return HomeControl(HomeLink(options.link), recognizer, model)
 
 
 async def _start_ollama_api(chat: PersonaChat, settings: ServiceSettings) -> web.AppRunner | None:
