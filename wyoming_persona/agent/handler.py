@@ -108,17 +108,16 @@ class PersonaEventHandler(WyomingService):
             devices = [str(context[key]) for key in DEVICE_KEYS if context.get(key)]
             reply = await self.chat.respond(text, context["conversation_id"], on_chunk, devices)
             context = {**context, "persona_id": reply.persona_id}
+            spoken = persona_mark(reply.persona_id) + reply.text
             if reply.intent is not None:
                 entities = [Entity(name, value) for name, value in reply.intent.slots.items()]
                 self.log.debug(
                     "Connection %s: intent %s %s", self.connection_id, reply.intent.name, reply.intent.slots
                 )
-                spoken = persona_mark(reply.persona_id) + reply.text
                 await self.write_event(Intent(reply.intent.name, entities, spoken, context).event())
                 return
             if not started:
                 await self.write_event(HandledStart(context=context).event())
-            spoken = persona_mark(reply.persona_id) + reply.text
             await self.write_event(Handled(text=spoken, context=context).event())
             await self.write_event(HandledStop().event())
         except ConnectionError as err:

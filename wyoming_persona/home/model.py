@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -47,12 +48,21 @@ class HomeSnapshot:
     version: int = 0
     """Grows with every registry change (not with state changes): recognisers rebuild on a new one."""
 
-    def by_name(self, spoken: str) -> HomeEntity | None:
-        wanted = normalize_name(spoken)
+    @functools.cached_property
+    def _names(self) -> dict[str, HomeEntity]:
+        """Normalised name or alias -> entity (the first one that has it)."""
+        index: dict[str, HomeEntity] = {}
         for entity in self.entities:
-            if any(normalize_name(name) == wanted for name in entity.names):
-                return entity
-        return None
+            for name in entity.names:
+                index.setdefault(normalize_name(name), entity)
+        return index
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {entity.entity_id: position for position, entity in enumerate(self.entities)}
+
+    def by_name(self, spoken: str) -> HomeEntity | None:
+        return self._names.get(normalize_name(spoken))
 
     def area(self, spoken: str) -> str | None:
         wanted = normalize_name(spoken)
@@ -75,11 +85,13 @@ class HomeSnapshot:
         )
 
     def with_state(self, entity_id: str, state: str, attributes: dict) -> HomeSnapshot:
-        """This snapshot with one entity's state replaced (unknown entities are ignored)."""
-        entities = tuple(
-            _restate(entity, state, attributes) if entity.entity_id == entity_id else entity
-            for entity in self.entities
-        )
+        """This snapshot with one entity's state replaced; itself for an entity it does not hold (HA
+        sends state_changed for every entity, most of them not exposed)."""
+        position = self._positions.get(entity_id)
+        if position is None:
+            return self
+        entity = _restate(self.entities[position], state, attributes)
+        entities = (*self.entities[:position], entity, *self.entities[position + 1 :])
         return HomeSnapshot(entities, self.areas, self.version)
 
 

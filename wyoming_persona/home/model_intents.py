@@ -120,13 +120,17 @@ class ModelIntents:
     def __init__(self, backend: ChatBackend, timeout: float = 20.0) -> None:
         self.backend = backend
         self.timeout = timeout
+        self._home_words: tuple[int, set[str]] = (-1, set())
+        """(home version, its words): built once per registry version, not per turn."""
 
     def worth_asking(self, text: str, home: HomeSnapshot) -> bool:
         """Only what names something of the home and is not a knowledge question goes to the model."""
         words = normalize_name(text)
         if _KNOWLEDGE.match(_without_lead(words)):
             return False
-        return bool(set(words.split()) & home_words(home))
+        if self._home_words[0] != home.version:
+            self._home_words = (home.version, home_words(home))
+        return bool(set(words.split()) & self._home_words[1])
 
     def request(self, text: str, home: HomeSnapshot) -> ChatRequest:
         """The same system message for every question about this home: the backend caches it."""

@@ -109,11 +109,12 @@ class IntentRecognizer:
             self._known, self._lists_version = _home_lists(home), home.version
         from .loose import recognize_loosely  # it builds on this module
 
-        for clause in clauses(text, home):
+        parts = clauses(text, home)
+        for clause in parts:
             found = self._best(clause, self._known) or recognize_loosely(clause, home)
             if found is not None:
                 return dataclasses.replace(found, text=text)
-        for clause in clauses(text, home):
+        for clause in parts:
             found = self._unknown_device(clause)
             if found is not None:
                 return dataclasses.replace(found, text=text)
