@@ -1,6 +1,6 @@
 """Home control through a real Home Assistant: commands, state questions and chat (issue 13).
 
-    .venv/bin/python bench/home.py [--set dev|test|test2|test3|all] [--agent persona|home|ENTITY]
+    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|all] [--agent persona|home|ENTITY]
                                    [--personas pirate,butler] [--limit N] [--tts] [--out FILE]
 
 Needs the HA harness running (/work/shared/ha-harness: `run.sh start .`; for `--agent home` alone
@@ -47,6 +47,8 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_HARNESS = REPO.parent / "shared" / "ha-harness"
 DEFAULT_API = "http://127.0.0.1:11340"
 KINDS = ("command", "state", "chat")
+SETS = ("dev", "test", "test2", "test3", "safety", "test4", "safety2")
+"""In the order of bench/home_commands.yaml; its header says which were tuned on and which are held out."""
 HOME_DOMAINS = (
     "light",
     "switch",
@@ -170,7 +172,7 @@ def parse_items(data: object, where: str) -> ItemFile:
     if not isinstance(data, dict):
         raise BenchError(f"{where}: expected a mapping with reset/dev/test")
     items = []
-    for set_name in ("dev", "test", "test2", "test3"):
+    for set_name in SETS:
         for index, raw in enumerate(data.get(set_name) or ()):
             at = f"{where}: {set_name}[{index}]"
             if not isinstance(raw, dict) or not str(raw.get("text") or "").strip():
@@ -572,7 +574,7 @@ def summarise(records: Sequence[Record], personas: Sequence[str]) -> dict[str, A
     `graded` counts failed turns (errors) as failures; `invalid` items (setup left the expectation
     already true) are left out."""
     table = {}
-    sets = [s for s in ("dev", "test", "test2", "test3") if any(r.set_name == s for r in records)]
+    sets = [s for s in SETS if any(r.set_name == s for r in records)]
     for persona in personas:
         for set_name in sets:
             for kind in (*KINDS, "all"):
@@ -628,7 +630,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
-        "--set", choices=("dev", "test", "test2", "test3", "all"), default="dev", dest="set_name"
+        "--set", choices=(*SETS, "all"), default="dev", dest="set_name"
     )
     parser.add_argument("--agent", default="persona", help="pipeline.sh --agent: persona, home, an entity id")
     parser.add_argument("--personas", default="", help="comma-separated persona ids, one pass each")

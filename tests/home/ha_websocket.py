@@ -152,6 +152,12 @@ class HaWebsocket:
             if not ws.closed:
                 await ws.send_json(event)
 
+    async def send_raw(self, text: str) -> None:
+        """Any text to every open connection: what a broken proxy (or a bug in HA) could send."""
+        for ws in self.sockets:
+            if not ws.closed:
+                await ws.send_str(text)
+
     async def drop_connections(self) -> None:
         for ws in self.sockets:
             await ws.close()

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 
+import pytest
+
 from wyoming_persona.home.link import HomeLink, HomeLinkSettings
 
 
@@ -81,3 +83,50 @@ async def test_nothing_listening_is_retried_quietly():
     async with running(link):
         await asyncio.sleep(0.3)
     assert link.snapshot is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "cause"),
+    [
+        ("{not json", "invalid JSON"),
+        ("[1, 2, 3]", "not a JSON object"),
+        ('{"id": 1, "type": "event", "event": ["state_changed"]}', "an event that is not an object"),
+    ],
+)
+async def test_a_message_that_is_not_a_json_object_is_a_warning_and_a_new_connection(
+    ha_websocket, caplog, sent, cause
+):
+    link = link_to(ha_websocket.url)
+    with caplog.at_level(logging.DEBUG, logger="wyoming_persona.home.link"):
+        async with running(link):
+            await wait_for(lambda: "state_changed" in ha_websocket.subscriptions)
+            await ha_websocket.send_raw(sent)
+            await wait_for(lambda: ha_websocket.connections >= 2 and link.connected.is_set())
+            await ha_websocket.change_state("cover.garage_door", "open", current_position=100)
+            await wait_for(lambda: link.snapshot.by_name("Garage Door").state == "open")  # live again
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and cause in warnings[0].getMessage(), [r.getMessage() for r in warnings]
+    assert not warnings[0].exc_info  # HA's answer, not our bug: no traceback
+
+
+async def test_any_other_error_is_a_warning_with_its_traceback_and_a_new_connection(ha_websocket, caplog):
+    ha_websocket.entries.append("not an entry")  # build_snapshot fails on it (AttributeError)
+    link = link_to(ha_websocket.url)
+    with caplog.at_level(logging.DEBUG, logger="wyoming_persona.home.link"):
+        async with running(link):
+            await wait_for(lambda: ha_websocket.connections >= 3)  # it keeps trying
+            ha_websocket.entries.pop()
+            await wait_for(link.connected.is_set)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once, not once per attempt
+    assert "AttributeError" in warnings[0].getMessage() and warnings[0].exc_info is not None
+    infos = [i for i, r in enumerate(caplog.records) if "entities exposed" in r.getMessage()]
+    assert infos and infos[-1] > caplog.records.index(warnings[0])  # recovery is said too
+
+
+async def test_a_link_that_stopped_is_not_connected(ha_websocket):
+    """Its snapshot is no longer followed, so nothing may answer from it as if it were live."""
+    link = link_to(ha_websocket.url)
+    async with running(link):
+        await wait_for(link.connected.is_set)
+    assert not link.connected.is_set()

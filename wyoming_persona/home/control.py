@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..personas import Persona
+from .confirm import CAREFUL_DOMAINS, PendingActions, answer_to_question
+from .intents import RecognizedIntent
 from .lines import Fact, Outcome, number, spoken_group, spoken_name, spoken_state
 from .link import HomeLink
 from .model import HomeEntity, HomeSnapshot
 from .model_intents import ModelIntents
-from .recognizer import IntentRecognizer, RecognizedIntent
+from .recognizer import IntentRecognizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,7 +40,15 @@ class HomeIntent:
 class HomeReply:
     text: str
     intent: HomeIntent | None = None
-    """None: nothing to run (a state answer, an unknown device)."""
+    """None: nothing to run (a state answer, an unknown device, a question back)."""
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """An action asked back, waiting for the user's yes."""
+
+    fact: Fact
+    intent: HomeIntent
 
 
 class HomeControl:
@@ -56,17 +66,53 @@ class HomeControl:
         self.model = model
         """The LLM, asked only when the templates and the grammar found nothing (None: never)."""
         self.rng = rng or random.Random()
+        self.asked: PendingActions[_Asked] = PendingActions()
+        """Per conversation, the action a question back waits to hear "yes" to."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Follow the home in the background for the duration of the block."""
-        tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._warm())]
+        """Follow the home in the background for the duration of the block.
+
+        The link reconnects on any error by itself; should it still end (a bug), it is logged at
+        ERROR with the traceback and started again, so home control never stops without a word.
+        """
+        tasks = [
+            asyncio.create_task(self._watched("link to Home Assistant", self.link.run, restart=True)),
+            asyncio.create_task(self._watched("warm-up", self._warm, restart=False)),
+        ]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watched(self, name: str, run: Callable[[], Awaitable[None]], restart: bool) -> None:
+        """Run a background task; its error (or, when it should run for good, its end) is an ERROR
+        with the traceback, once per kind of failure (DEBUG when it repeats), then it runs again."""
+        delay, last = self.link.settings.retry_min, None
+        while True:
+            try:
+                await run()
+            except Exception as err:  # the task's boundary: nothing else would see it
+                failure: tuple = (type(err), str(err))
+                if not restart:
+                    _LOGGER.exception("Home control: the %s failed", name)
+                    return
+                again = failure == last
+                (_LOGGER.debug if again else _LOGGER.error)(
+                    "Home control: the %s failed; starting it again in %.0f s",
+                    name,
+                    delay,
+                    exc_info=not again,
+                )
+                last = failure
+            else:
+                if not restart:
+                    return
+                _LOGGER.error("Home control: the %s stopped; starting it again in %.0f s", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.link.settings.retry_max)
 
     async def _warm(self) -> None:
         """hassil compiles its templates on first use (about 0.1 s): not during the first command."""
@@ -76,9 +122,19 @@ class HomeControl:
             if self.model is not None:
                 await self.model.warm(self.link.snapshot)
 
-    async def answer(self, text: str, persona: Persona, phrase: Phrase) -> HomeReply | None:
+    async def answer(
+        self, text: str, persona: Persona, phrase: Phrase, conversation_id: str = ""
+    ) -> HomeReply | None:
         """The persona's answer to a home command or question in `text`; None when it is not one (or
-        HA is not connected yet: then the LLM answers as before)."""
+        HA is not connected yet: then the LLM answers as before). A yes or no to the question the
+        persona just asked in this conversation ("Shall I close the garage door?") is answered here."""
+        asked = self.asked.take(conversation_id) if conversation_id else None
+        if asked is not None and (yes := answer_to_question(text)) is not None:
+            if yes:
+                _LOGGER.debug("Confirmed: %s %s", asked.intent.name, asked.intent.slots)
+                return HomeReply(await self._line(asked.fact, persona, phrase), asked.intent)
+            declined = Fact(Outcome.DECLINED, asked.fact.name)
+            return HomeReply(declined.persona_line(persona, self.rng) or declined.plain())
         home = self.link.snapshot
         if home is None:
             return None
@@ -91,8 +147,32 @@ class HomeControl:
             "Home intent %s %s%s", recognized.name, recognized.slots, " (unknown)" * recognized.unknown
         )
         fact, intent = plan(recognized, home)
-        line = fact.persona_line(persona, self.rng) or await _phrased(phrase, persona, fact)
-        return HomeReply(line, intent)
+        if fact.outcome is Outcome.STATE and not self.link.connected.is_set():
+            return self._unreachable(fact, persona)
+        if intent is not None and needs_asking(recognized, home):
+            return self._ask(fact, intent, persona, conversation_id)
+        return HomeReply(await self._line(fact, persona, phrase), intent)
+
+    async def _line(self, fact: Fact, persona: Persona, phrase: Phrase) -> str:
+        return fact.persona_line(persona, self.rng) or await _phrased(phrase, persona, fact)
+
+    def _ask(self, fact: Fact, intent: HomeIntent, persona: Persona, conversation_id: str) -> HomeReply:
+        """A guess at a door, a lock, an alarm or the heating: ask first, act on the next "yes"."""
+        question = Fact(Outcome.CONFIRM, fact.name, action=spoken_order(fact))
+        if conversation_id:
+            self.asked.put(conversation_id, _Asked(fact, intent))
+        _LOGGER.debug("Not sure enough to %s: asking first", question.action)
+        return HomeReply(question.persona_line(persona, self.rng) or question.plain())
+
+    def _unreachable(self, fact: Fact, persona: Persona) -> HomeReply:
+        """A state question while the link is down: the snapshot's states are old, so none is spoken.
+
+        (Commands still go to HA by the last names known: HA asked, so HA is up, and it resolves the
+        names itself.) The persona's own line, or the plain one: an LLM might invent the state.
+        """
+        said = Fact(Outcome.UNREACHABLE, fact.name)
+        _LOGGER.debug("Home Assistant is not connected: no old state of the %s is spoken", fact.name)
+        return HomeReply(said.persona_line(persona, self.rng) or said.plain())
 
 
 def plan(recognized: RecognizedIntent, home: HomeSnapshot) -> tuple[Fact, HomeIntent | None]:
@@ -111,6 +191,32 @@ def plan(recognized: RecognizedIntent, home: HomeSnapshot) -> tuple[Fact, HomeIn
             name = f"temperature in the {str(slots['area']).lower()}" if "area" in slots else "temperature"
         return Fact(Outcome.STATE, name, state=_states(recognized, targets)), None
     return _action_fact(recognized, targets, name), HomeIntent(recognized.name, _wire_slots(slots, targets))
+
+
+def needs_asking(recognized: RecognizedIntent, home: HomeSnapshot) -> bool:
+    """An action on a door, lock, alarm or the heating that the words did not name for sure: a loose
+    guess, or a device class the home does not have ("the garage gate" for the Garage Door)."""
+    if recognized.is_query or recognized.unknown:
+        return False
+    targets = targets_of(recognized.slots, home)
+    if not any(entity.domain in CAREFUL_DOMAINS for entity in targets):
+        return False
+    device_class = recognized.slots.get("device_class")
+    guessed_class = device_class is not None and any(e.device_class != device_class for e in targets)
+    return guessed_class or not recognized.sure
+
+
+def spoken_order(fact: Fact) -> str:
+    """The action as an order, for the question back: "close the garage door"."""
+    verbs = {
+        Outcome.OPENED: "open",
+        Outcome.CLOSED: "close",
+        Outcome.TURNED_ON: "turn on",
+        Outcome.TURNED_OFF: "turn off",
+    }
+    if fact.outcome in verbs:
+        return f"{verbs[fact.outcome]} the {fact.name}"
+    return f"set the {fact.name} to {fact.value}"
 
 
 def targets_of(slots: dict, home: HomeSnapshot) -> tuple[HomeEntity, ...]:

@@ -32,6 +32,12 @@ class Outcome(StrEnum):
     SET = "set"
     STATE = "state"
     UNKNOWN = "unknown"
+    UNREACHABLE = "unreachable"
+    """A state question while Home Assistant cannot be reached: the last states known are old."""
+    CONFIRM = "confirm"
+    """A question back before a risky guess: "Shall I close the garage door?" (home/confirm.py)."""
+    DECLINED = "declined"
+    """The user said no to that question: nothing was done."""
 
 
 _PLAIN = {
@@ -54,11 +60,19 @@ class Fact:
     """The device as spoken: "kitchen light", "living room lights"."""
     value: str = ""
     state: str = ""
+    action: str = ""
+    """What would be done, as an order: "close the garage door" (for CONFIRM)."""
 
     def plain(self) -> str:
         """The fact as one neutral sentence (also the line when the persona has none and no LLM answers)."""
         if self.outcome is Outcome.UNKNOWN:
             return f"I can't find anything called the {self.name} in this home."
+        if self.outcome is Outcome.UNREACHABLE:
+            return f"I can't reach Home Assistant right now, so I can't check the {self.name}."
+        if self.outcome is Outcome.CONFIRM:
+            return f"Shall I {self.action}?"
+        if self.outcome is Outcome.DECLINED:
+            return f"Alright, I'll leave the {self.name} as it is."
         tail = _PLAIN[self.outcome].format(value=self.value, state=self.state)
         return f"The {self.name} {_be(self.name)} {tail}."
 
@@ -71,7 +85,9 @@ class Fact:
             return None
         line = rng.choice(lines)
         try:
-            return line.format(name=self.name, value=self.value, state=self.state or self.value)
+            return line.format(
+                name=self.name, value=self.value, state=self.state or self.value, action=self.action
+            )
         except (KeyError, IndexError, ValueError) as err:
             _LOGGER.warning(
                 "%s: home line %r has a placeholder it cannot fill (%s)", persona.source, line, err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,10 @@ class HomeLinkError(Exception):
     """HA refused the token or answered something unexpected."""
 
 
+_EXPECTED = (aiohttp.ClientError, TimeoutError, HomeLinkError, ConnectionError)
+"""Errors of the network or of HA's answers: logged by their message alone (no traceback)."""
+
+
 @dataclass(frozen=True)
 class HomeLinkSettings:
     url: str
@@ -74,26 +79,36 @@ class HomeLink:
         self._versions = itertools.count(1)
 
     async def run(self) -> None:
-        """Connect, load, follow changes; reconnect with backoff. Runs until cancelled."""
+        """Connect, load, follow changes; reconnect with backoff on any error. Runs until cancelled.
+
+        A warning on the first error of a failure episode (and when the error changes kind; with a
+        traceback when it is not a network or protocol error: a bug worth reporting), DEBUG while it
+        keeps failing, INFO when the home is loaded again.
+        """
         delay = self.settings.retry_min
-        failing = False
-        while True:
-            try:
-                await self._session()
-            except (aiohttp.ClientError, TimeoutError, HomeLinkError, ConnectionError) as err:
-                if self.connected.is_set():  # it worked until now: start the backoff again
-                    delay, failing = self.settings.retry_min, False
-                log = _LOGGER.debug if failing else _LOGGER.warning
-                log(
-                    "Home Assistant at %s: %s; home control waits, trying again in %.0f s",
-                    self.settings.url,
-                    err or type(err).__name__,
-                    delay,
-                )
-                failing = True
-            self.connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.retry_max)
+        failing: type[Exception] | None = None  # the kind of error of this failure episode
+        try:
+            while True:
+                try:
+                    await self._session()
+                except Exception as err:  # the link's boundary: any error means reconnect, none ends it
+                    if self.connected.is_set():  # it worked until now: start the backoff again
+                        delay, failing = self.settings.retry_min, None
+                    expected = isinstance(err, _EXPECTED)
+                    new = failing is not type(err)
+                    (_LOGGER.warning if new else _LOGGER.debug)(
+                        "Home Assistant at %s: %s; home control waits, trying again in %.0f s",
+                        self.settings.url,
+                        _cause(err),
+                        delay,
+                        exc_info=new and not expected,
+                    )
+                    failing = type(err)
+                self.connected.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+        finally:
+            self.connected.clear()  # the snapshot is no longer followed
 
     async def _session(self) -> None:
         """One connection, until it breaks (always by an exception)."""
@@ -110,10 +125,12 @@ class HomeLink:
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
-                data = message.json()
+                data = _decoded(message)
                 if data.get("type") != "event":
                     continue
-                event = data.get("event") or {}
+                event = data.get("event")
+                if not isinstance(event, dict):
+                    raise HomeLinkError(f"Home Assistant sent an event that is not an object: {event!r:.80}")
                 if event.get("event_type") == "state_changed":
                     self._state_changed(event.get("data") or {})
                 elif event.get("event_type") in REGISTRY_EVENTS:
@@ -172,14 +189,33 @@ class HomeLink:
         return message_id
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> dict:
-        async with asyncio.timeout(self.settings.timeout):
-            message = await ws.receive()
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                message = await ws.receive()
+        except TimeoutError as err:
+            raise TimeoutError(f"no answer within {self.settings.timeout:g} s") from err
         if message.type is not aiohttp.WSMsgType.TEXT:
             raise ConnectionError(f"Home Assistant closed the connection ({message.type.name})")
-        data = message.json()
-        if not isinstance(data, dict):
-            raise HomeLinkError("Home Assistant sent something that is not a JSON object")
-        return data
+        return _decoded(message)
+
+
+def _decoded(message: aiohttp.WSMessage) -> dict:
+    """One text message as the JSON object HA always sends; HomeLinkError for anything else."""
+    try:
+        data = json.loads(message.data)
+    except ValueError as err:
+        raise HomeLinkError(f"Home Assistant sent invalid JSON ({err}): {message.data!r:.80}") from err
+    if not isinstance(data, dict):
+        raise HomeLinkError(f"Home Assistant sent something that is not a JSON object: {message.data!r:.80}")
+    return data
+
+
+def _cause(err: BaseException) -> str:
+    """The error as a log line's cause: its message, with its type when the message does not say it."""
+    text = str(err)
+    if isinstance(err, _EXPECTED) and text:
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def build_snapshot(

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .intents import RecognizedIntent, Source
 from .model import HomeEntity, HomeSnapshot, normalize_name
-from .recognizer import RecognizedIntent
 
 STEP_PERCENT = 30
 """How much "dim" or "brighter" changes a light's brightness."""
@@ -53,6 +53,8 @@ class Thing:
     entities: tuple[HomeEntity, ...]
     area: str | None = None
     domain: str | None = None
+    exact: bool = True
+    """Every word named it: no word stood in for a word of its name ("coffee maker")."""
 
     def slots(self) -> dict:
         if len(self.entities) == 1:
@@ -86,8 +88,9 @@ def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = Non
         named = sum(t in name_words for t in rest)
         distinctive = sum(t in name_words and t not in kind for t in rest)
         # One word may stand in for a word of the name ("coffee maker" for the Coffee Machine) when
-        # a word of the name that is not just its kind was said ("desk lamp" is not the Living Room Lamp).
-        if len(unmatched) > 1 or (unmatched and distinctive == 0):
+        # a word of the name that is not just its kind was said ("desk lamp" is not the Living Room Lamp),
+        # and only as the last word, where a name's own noun goes: "was the coffee machine" is no name.
+        if len(unmatched) > 1 or (unmatched and (distinctive == 0 or unmatched[0] != rest[-1])):
             continue
         elsewhere = area is not None and normalize_name(entity.area or "") != normalize_name(area)
         if elsewhere and not set(normalize_name(area).split()) <= name_words:
@@ -99,11 +102,12 @@ def resolve(words: str, home: HomeSnapshot, domains: frozenset[str] | None = Non
         return None
     best = max(score for score, _ in scored)
     entities = tuple(entity for score, entity in scored if score == best)
+    exact = best[0] == 0
     if len(entities) == 1:
-        return Thing(entities)
+        return Thing(entities, exact=exact)
     kinds = {entity.domain for entity in entities}
     if (area is not None or every) and len(kinds) == 1:
-        return Thing(entities, area, kinds.pop())
+        return Thing(entities, area, kinds.pop(), exact)
     return None
 
 
@@ -122,7 +126,9 @@ def _switch(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     on = match.group("switch") in ("on", "up", "start", "run")
-    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+    return RecognizedIntent(
+        "HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string, exact=thing.exact
+    )
 
 
 def _start_stop(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -131,7 +137,9 @@ def _start_stop(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     on = match.group("switch") in ("start", "run")
-    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+    return RecognizedIntent(
+        "HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string, exact=thing.exact
+    )
 
 
 def _toggle(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -140,7 +148,8 @@ def _toggle(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     on = all(entity.state in ("on", "open", "opening") for entity in thing.entities)
-    return RecognizedIntent("HassTurnOff" if on else "HassTurnOn", thing.slots(), match.string)
+    # The direction is a guess from a state that may be old: never exact.
+    return RecognizedIntent("HassTurnOff" if on else "HassTurnOn", thing.slots(), match.string, exact=False)
 
 
 def _switch_in(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -151,7 +160,9 @@ def _switch_in(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     on = match.group("switch") == "on"
-    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string)
+    return RecognizedIntent(
+        "HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string, exact=thing.exact
+    )
 
 
 def _open_close(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -159,7 +170,9 @@ def _open_close(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     opening = match.group("verb") in ("open", "raise", "lift")
-    return RecognizedIntent("HassTurnOn" if opening else "HassTurnOff", thing.slots(), match.string)
+    return RecognizedIntent(
+        "HassTurnOn" if opening else "HassTurnOff", thing.slots(), match.string, exact=thing.exact
+    )
 
 
 def _cover_up_down(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -183,7 +196,9 @@ def _brightness(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
         value = 50
     else:
         value = stepped_brightness(thing, way in ("up", "brighter", "brighten", "lighter"))
-    return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
+    return RecognizedIntent(
+        "HassLightSet", {**thing.slots(), "brightness": value}, match.string, exact=thing.exact
+    )
 
 
 def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -191,7 +206,9 @@ def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent |
     if thing is None:
         return None
     value = max(0, min(100, round(_value(match))))
-    return RecognizedIntent("HassLightSet", {**thing.slots(), "brightness": value}, match.string)
+    return RecognizedIntent(
+        "HassLightSet", {**thing.slots(), "brightness": value}, match.string, exact=thing.exact
+    )
 
 
 def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -213,7 +230,7 @@ def _state(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     thing = resolve(match.group("thing"), home)
     if thing is None:
         return None
-    return RecognizedIntent("HassGetState", thing.slots(), match.string)
+    return RecognizedIntent("HassGetState", thing.slots(), match.string, exact=thing.exact)
 
 
 def _warmth(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
@@ -223,7 +240,9 @@ def _warmth(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     if thing is None:
         return None
     sensors = [e for e in thing.entities if e.domain == "sensor"]
-    return RecognizedIntent("HassGetState", {"name": (sensors or list(thing.entities))[0].name}, match.string)
+    return RecognizedIntent(
+        "HassGetState", {"name": (sensors or list(thing.entities))[0].name}, match.string, exact=thing.exact
+    )
 
 
 _THING = r"(?P<thing>[\w' ]+?)"
@@ -287,7 +306,7 @@ def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
             continue
         found = build(match, home)
         if found is not None:
-            return RecognizedIntent(found.name, found.slots, text)
+            return RecognizedIntent(found.name, found.slots, text, source=Source.GRAMMAR, exact=found.exact)
     return None
 
 

@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..agent.backends.base import BackendError, ChatBackend, ChatRequest, ToolCall
+from .intents import RecognizedIntent, Source
 from .loose import KIND_WORDS, Thing, resolve, stepped_brightness, stepped_temperature
 from .model import HomeSnapshot, normalize_name
-from .recognizer import RecognizedIntent
+from .request import Form, utterance_form
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ _ACTION_CUES = frozenset(
     }
 )
 """An action needs one of these words: "my kitchen is a mess" must never switch the kitchen light."""
-_QUESTION = re.compile(r"^(?:is|are|was|did|does|has|have|what|what's|whats|how|which|tell me)\b")
 
 
 def _device(description: str) -> dict:
@@ -122,11 +122,14 @@ class ModelIntents:
         self.timeout = timeout
         self._home_words: tuple[int, set[str]] = (-1, set())
         """(home version, its words): built once per registry version, not per turn."""
+        self._failing: str | None = None
+        """Why the last call failed (None: it answered): a warning once per failure episode."""
 
     def worth_asking(self, text: str, home: HomeSnapshot) -> bool:
-        """Only what names something of the home and is not a knowledge question goes to the model."""
+        """Only a request or a question that names something of the home and is not a knowledge
+        question goes to the model: a remark, a negation or a hypothetical never does."""
         words = normalize_name(text)
-        if _KNOWLEDGE.match(_without_lead(words)):
+        if _KNOWLEDGE.match(_without_lead(words)) or utterance_form(text).form is Form.OTHER:
             return False
         if self._home_words[0] != home.version:
             self._home_words = (home.version, home_words(home))
@@ -155,30 +158,47 @@ class ModelIntents:
         _LOGGER.debug("Model home call %s%s -> %s", call.name, dict(call.arguments), found)
         if found is None or not plausible(found, text):
             return None
-        return RecognizedIntent(found.name, found.slots, text)
+        return RecognizedIntent(found.name, found.slots, text, source=Source.MODEL, exact=False)
 
     async def _first_call(self, text: str, home: HomeSnapshot) -> ToolCall | None:
         stream = self.backend.stream(self.request(text, home))
+        call: ToolCall | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 async for delta in stream:
                     if delta.tool_calls:
-                        return delta.tool_calls[0]
+                        call = delta.tool_calls[0]
+                        break
                     if delta.text.strip():
-                        return None  # it answers in words: chat, and the persona will answer instead
+                        break  # it answers in words: chat, and the persona will answer instead
         except (BackendError, TimeoutError) as err:
-            _LOGGER.debug("No home call from the model: %s", err or type(err).__name__)
+            reason = (str(err) or type(err).__name__) if isinstance(err, BackendError) else "timed out"
+            if self._failing is None:
+                _LOGGER.warning(
+                    "Home commands: %s failed (%s); what the templates miss goes to chat until it answers",
+                    self.backend.name,
+                    reason,
+                )
+            else:
+                _LOGGER.debug("Home commands: %s still failing (%s)", self.backend.name, reason)
+            self._failing = reason
+            return None
         finally:
             await stream.aclose()
-        return None
+        if self._failing is not None:
+            _LOGGER.info("Home commands: %s answers again", self.backend.name)
+            self._failing = None
+        return call
 
 
 def plausible(found: RecognizedIntent, text: str) -> bool:
-    """What the words allow: an action needs an action word, a state answer a question."""
-    words = normalize_name(text.replace("%", " percent"))
+    """What the user's own words allow, whatever the model called: an action needs a request and an
+    action word, a state answer a question (or a request: "tell me ...")."""
+    form = utterance_form(text).form
     if found.is_query:
-        return _QUESTION.match(_without_lead(words)) is not None or text.rstrip().endswith("?")
-    return bool(set(words.split()) & _ACTION_CUES)
+        return form is not Form.OTHER
+    words = normalize_name(text.replace("%", " percent"))
+    return form is Form.REQUEST and bool(set(words.split()) & _ACTION_CUES)
 
 
 def system_prompt(home: HomeSnapshot) -> str:

@@ -11,23 +11,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .intents import HOME_INTENTS, RecognizedIntent, Source
+from .loose import KIND_WORDS, recognize_loosely
 from .model import HomeSnapshot, normalize_name
-
-ACTION_INTENTS = frozenset(
-    {
-        "HassTurnOn",
-        "HassTurnOff",
-        "HassToggle",
-        "HassLightSet",
-        "HassSetPosition",
-        "HassClimateSetTemperature",
-    }
-)
-QUERY_INTENTS = frozenset({"HassGetState", "HassClimateGetTemperature"})
-HOME_INTENTS = ACTION_INTENTS | QUERY_INTENTS
-_CLAUSE_BREAK = re.compile(r"[,;.!?]+\s+|\s+(?:so|and then)\s+")
+from .request import Form, Judgement, judge, judge_utterance, split_clauses
 
 _THING = r"(?:the |my |our )?(?P<name>[\w']+(?: [\w']+){0,3}?)"
 _ON_OFF = r"(?P<switch>on|off)"
@@ -59,6 +48,7 @@ _NOT_A_NAME = frozenset(
     }
 )
 _PRONOUN = re.compile(r"\b(?:it|them)\b", re.IGNORECASE)
+_CONNECTIVE = re.compile(r"^(?:so|and then|then)\s+", re.IGNORECASE)
 _UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...] = (
     (re.compile(rf"^(?:turn|switch) {_ON_OFF} {_THING}(?: now)?$"), _on_off),
     (re.compile(rf"^(?:turn|switch) {_THING} {_ON_OFF}(?: now)?$"), _on_off),
@@ -67,19 +57,13 @@ _UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...]
 
 
 @dataclass(frozen=True)
-class RecognizedIntent:
-    """An intent and its slots as HA's intent handlers take them ({"name": "Kitchen Light"})."""
+class Candidate:
+    """Words to match, with the form of the clause they came from."""
 
-    name: str
-    slots: dict[str, str | int | float] = field(default_factory=dict)
-    text: str = ""
-    """The words that matched (for logs)."""
-    unknown: bool = False
-    """The command names a device the home does not have (its `name` slot is the words heard)."""
-
-    @property
-    def is_query(self) -> bool:
-        return self.name in QUERY_INTENTS
+    text: str
+    judgement: Judgement
+    exact: bool = True
+    """False when words were added to the clause: "it" replaced, an area carried over."""
 
 
 class IntentRecognizer:
@@ -102,22 +86,24 @@ class IntentRecognizer:
     def recognize(self, text: str, home: HomeSnapshot) -> RecognizedIntent | None:
         """The home intent in `text`, or None for anything else. CPU work of a few ms: run it off the loop.
 
-        A command that names no device of the home ("turn on the attic fan") comes back with
-        `unknown` set, so the persona can say so instead of chatting about it.
+        Only a request may act and only a question may ask for a state (home/request.py judges the
+        form of each clause before any device is matched). A command that names no device of the home
+        ("turn on the attic fan") comes back with `unknown` set, so the persona can say so instead of
+        chatting about it.
         """
         if home.version != self._lists_version:
             self._known, self._lists_version = _home_lists(home), home.version
-        from .loose import recognize_loosely  # it builds on this module
-
-        parts = clauses(text, home)
-        for clause in parts:
-            found = self._best(clause, self._known) or recognize_loosely(clause, home)
-            if found is not None:
-                return dataclasses.replace(found, text=text)
-        for clause in parts:
-            found = self._unknown_device(clause)
-            if found is not None:
-                return dataclasses.replace(found, text=text)
+        found = candidates(text, home)
+        for candidate in found:
+            if candidate.judgement.form is Form.OTHER:
+                continue
+            intent = self._best(candidate.text, self._known) or recognize_loosely(candidate.text, home)
+            if intent is None or not _allowed(intent, candidate.judgement):
+                continue
+            return dataclasses.replace(intent, text=text, exact=intent.exact and candidate.exact)
+        for candidate in found:
+            if candidate.judgement.acts and (intent := self._unknown_device(candidate.text)) is not None:
+                return dataclasses.replace(intent, text=text)
         return None
 
     def warm(self, home: HomeSnapshot) -> None:
@@ -157,35 +143,41 @@ class IntentRecognizer:
             for name, entity in result.entities.items()
             if isinstance(entity.value, str | int | float) and entity.value != ""
         }
-        return RecognizedIntent(result.intent.name, slots, text)
+        return RecognizedIntent(result.intent.name, slots, text, source=Source.TEMPLATES)
 
 
-def clauses(text: str, home: HomeSnapshot) -> list[str]:
-    """The utterance, then its last clauses on their own: "I'm going to bed, turn off the bedroom
-    light" ends in a command. A clause that names no area gets one the utterance named ("It's dark in
-    the kitchen, can you turn the light on")."""
-    parts = [p.strip() for p in _CLAUSE_BREAK.split(text) if p.strip()]
+def candidates(text: str, home: HomeSnapshot) -> list[Candidate]:
+    """What to match, in order: the utterance, then each clause from the last: "I'm going to bed, turn
+    off the bedroom light" ends in a command. Each carries its form within the utterance. A clause with
+    "it" is also tried with the device an earlier clause named ("The bedroom light is on, switch it
+    off"), and one that names no area with the area the utterance named ("It's dark in the kitchen,
+    can you turn the light on")."""
+    parts = split_clauses(text)
+    found = [Candidate(text, judge(text) if len(parts) > 1 else judge_utterance(parts or [text], 0))]
     if len(parts) < 2:
-        return [text]
+        return found
     spoken = f" {normalize_name(text)} "
     areas = [area for area in home.areas if f" {normalize_name(area)} " in spoken]
-    found = [text]
-    for index in range(len(parts) - 1, 0, -1):
-        part = parts[index]
-        found.append(part)
+    for index in range(len(parts) - 1, -1, -1):
+        judgement = judge_utterance(parts, index)
+        part = _CONNECTIVE.sub("", parts[index].rstrip(",;. "))
+        found.append(Candidate(part, judgement))
         earlier = _home_phrase(" ".join(parts[:index]), home)
         if earlier and _PRONOUN.search(part):  # "The bedroom light is on, switch it off"
-            found.append(_PRONOUN.sub(earlier, part))
+            found.append(Candidate(_PRONOUN.sub(earlier, part), judgement, exact=False))
         said = f" {normalize_name(part)} "
         if len(areas) == 1 and f" {normalize_name(areas[0])} " not in said:
-            found.append(f"{part} in the {areas[0]}")
+            found.append(Candidate(f"{part} in the {areas[0]}", judgement, exact=False))
     return found
+
+
+def _allowed(intent: RecognizedIntent, judgement: Judgement) -> bool:
+    """A question never acts; a state answer needs a question or a request ("tell me", "check")."""
+    return intent.is_query or judgement.acts
 
 
 def _home_phrase(text: str, home: HomeSnapshot) -> str:
     """The longest device name (or area) said in `text`, as said: what a later "it" refers to."""
-    from .loose import KIND_WORDS
-
     spoken = f" {normalize_name(text)} "
     names = [normalize_name(name) for entity in home.entities for name in entity.names]
     names += [normalize_name(area) for area in home.areas]

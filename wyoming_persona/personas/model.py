@@ -89,6 +89,14 @@ class HomeLines:
     """An answer to "is the garage door open": `{name}` is `{state}`."""
     unknown: tuple[str, ...] = ()
     """The home has no device called `{name}`."""
+    unreachable: tuple[str, ...] = ()
+    """A question about `{name}` while Home Assistant cannot be reached (no old state is spoken);
+    without a line the plain one is said, never an LLM's phrasing that might invent a state."""
+    confirm: tuple[str, ...] = ()
+    """A question back before a guess at a door, lock, alarm or the heating: `{action}` is the order
+    ("close the garage door"). Without a line: "Shall I {action}?" (never an LLM's phrasing)."""
+    declined: tuple[str, ...] = ()
+    """The user said no to that question: nothing was done to the `{name}`."""
 
 
 @dataclass(frozen=True)

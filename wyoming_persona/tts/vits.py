@@ -7,7 +7,7 @@ on each side and give the same samples as one run over the whole sentence (check
 Decoding a short first chunk first means audio starts long before the sentence is finished.
 
 The cut needs the `onnx` package (at load time only); without it, or for a graph that does not have
-the expected shape, `load_split` returns None and the voice runs whole as before.
+the expected shape, `split_graph` says why in a warning, returns None and the voice runs whole.
 """
 
 from __future__ import annotations
@@ -41,24 +41,45 @@ class SplitGraph:
     """Other tensors the decoder needs whole (a multi-speaker voice's speaker embedding)."""
 
 
+class _Unsplittable(Exception):
+    """The graph does not have the shape the cut expects (the reason is the message)."""
+
+
 def split_graph(model_path: Path) -> SplitGraph | None:
-    """Cut the model before its first decoder node; None when that is not possible."""
+    """Cut the model before its first decoder node; None, with a warning saying why, when that is not
+    possible (the voice then runs whole: same audio, but it starts only when the sentence is done)."""
     try:
         import onnx
-        from onnx import helper
     except ImportError:
-        _LOGGER.info("The onnx package is not installed: Piper voices are decoded whole, not in chunks")
+        _LOGGER.warning(
+            "The onnx package is not installed (it comes with wyoming-persona[tts]): Piper voices are "
+            "decoded whole, not in chunks, so audio starts later"
+        )
+        return None
+    try:
+        return _split(onnx.load(str(model_path)))
+    except _Unsplittable as err:
+        _LOGGER.warning(
+            "%s: cannot cut the model before its audio decoder (%s); this voice is decoded whole, "
+            "not in chunks, so its audio starts later",
+            model_path,
+            err,
+        )
         return None
 
-    model = onnx.load(str(model_path))
+
+def _split(model) -> SplitGraph:
+    import onnx
+    from onnx import helper
+
     graph = model.graph
     initializers = {tensor.name for tensor in graph.initializer}
     first = next((n for n in graph.node if n.name.startswith(DECODER_PREFIX)), None)
     if first is None:
-        return None
+        raise _Unsplittable(f"no node whose name starts with {DECODER_PREFIX}")
     latents = [name for name in first.input if name and name not in initializers]
     if len(latents) != 1:
-        return None
+        raise _Unsplittable(f"the first decoder node {first.name} takes {len(latents)} tensors, not one")
     latent = latents[0]
     # Nodes are stored in topological order: the decoder is everything downstream of the latent.
     downstream = {latent}
@@ -69,18 +90,20 @@ def split_graph(model_path: Path) -> SplitGraph | None:
             downstream.update(node.output)
     outputs = {output.name for output in graph.output}
     if not outputs <= downstream:
-        return None
+        raise _Unsplittable(f"an output does not come from the decoder: {sorted(outputs - downstream)}")
     picked = {id(node) for node in decoder_nodes}
     encoder_nodes = [node for node in graph.node if id(node) not in picked]
     decoder_inputs = {name for node in decoder_nodes for name in node.input}
     encoder_made = {name for node in encoder_nodes for name in node.output}
     graph_inputs = {value.name for value in graph.input}
     external = sorted(name for name in decoder_inputs - downstream - initializers if name)
-    if any(name not in encoder_made and name not in graph_inputs for name in external):
-        return None
+    missing = [name for name in external if name not in encoder_made and name not in graph_inputs]
+    if missing:
+        raise _Unsplittable(f"the decoder needs tensors nothing makes: {missing}")
     shared = tuple(name for name in external if name != latent)
-    if any(name in graph_inputs for name in shared):
-        return None
+    direct = [name for name in shared if name in graph_inputs]
+    if direct:
+        raise _Unsplittable(f"the decoder reads model inputs directly: {direct}")
 
     def value(name: str):
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
