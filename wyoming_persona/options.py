@@ -6,7 +6,6 @@ import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 from .personas.manager import DEFAULT_PERSONA, PersonaManager
 from .services import PORTS
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PERSONAS_DIR = "config/personas"
 DEFAULT_STATE_DIR = "state"
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
 def add_persona_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,16 +63,24 @@ def add_server_arguments(parser: argparse.ArgumentParser, service: str) -> None:
         type=int,
         default=0,
         metavar="PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST from --uri (127.0.0.1 for "
-        "unix:// and stdio://); 0 = off (default)",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics; 0 = off (default)",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default=DEFAULT_METRICS_HOST,
+        metavar="HOST",
+        help="address the metrics listen on, whatever --uri says (default: %(default)s; 0.0.0.0 lets "
+        "another machine or add-on scrape them)",
     )
     parser.set_defaults(metrics_service=service)
 
 
 def metrics_options(args: argparse.Namespace) -> MetricsOptions:
-    """Where a Wyoming service serves its metrics (`add_server_arguments` flags)."""
+    """Where a Wyoming service serves its metrics (`add_server_arguments` flags).
+
+    The host does not follow --uri: a service opened to the network for Home Assistant keeps its
+    metrics on this machine unless --metrics-host says otherwise.
+    """
     from .service_metrics import MetricsOptions  # imports aiohttp and prometheus_client: only to serve
 
-    parsed = urlparse(args.uri)
-    host = parsed.hostname if parsed.scheme == "tcp" and parsed.hostname else "127.0.0.1"
-    return MetricsOptions(service=args.metrics_service, port=args.metrics_port, host=host)
+    return MetricsOptions(service=args.metrics_service, port=args.metrics_port, host=args.metrics_host)

@@ -190,6 +190,28 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+class LeakGuardMetrics:
+    """What the persona service's leak guard did, in the service's registry.
+
+    `action`: a reply piece `dropped` or `cut` (`rule`: prompt, self_talk, turn_label, speaker_label),
+    a reply `regenerated` because all of it was withheld, or `unanswered` when the second attempt was
+    withheld too (`rule` "none" for these two).
+    """
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.service = metrics.service
+        self.actions = Counter(
+            "wyoming_persona_leak_guard",
+            "What the leak guard did: reply pieces dropped or cut (by rule), replies generated again, "
+            "replies withheld twice (not answered).",
+            ("service", "action", "rule"),
+            registry=metrics.registry,
+        )
+
+    def count(self, action: str, rule: str = "none") -> None:
+        self.actions.labels(self.service, action, rule).inc()
+
+
 class ConnectionMeter:
     """One connection's view of the service metrics; it tracks the request being answered.
 
@@ -255,7 +277,8 @@ class ConnectionMeter:
 
 @dataclass(frozen=True)
 class MetricsOptions:
-    """`--metrics-port` of a Wyoming service: where its `/metrics` is served (port 0 = off)."""
+    """`--metrics-port` and `--metrics-host` of a Wyoming service: where its `/metrics` is served
+    (port 0 = off)."""
 
     service: str
     port: int = 0

@@ -39,6 +39,8 @@ class Service(Command):
     side_ports: tuple[tuple[str, int], ...] = ()
     """More ports the service listens on, as (flag, port), published by its add-on; `make run` passes
     each flag with its port, or with 0 (off) when the service itself is moved to another port."""
+    side_hosts: tuple[str, ...] = ()
+    """Flags that set the address of the side ports; `make run` passes each with its own host."""
 
 
 # Wyoming custom: piper 10200, whisper 10300; ours follow the same pattern. Listed in start order.
@@ -78,6 +80,7 @@ SERVICES: tuple[Service, ...] = (
         suite_args=("--model", "qwen-1.5b"),
         metrics_port=11500,
         side_ports=(("--ollama-api-port", 10501),),  # the Ollama-compatible API (agent/ollama_api.py)
+        side_hosts=("--ollama-api-host",),
     ),
     Service(
         "tts",

@@ -1,6 +1,6 @@
-"""`make run`: start every built service on 127.0.0.1 with embedded defaults, wait until each answers,
-print where it listens, and stop them all cleanly on Ctrl-C. Benchmarks and end-to-end tests start
-the same suite on other ports through `running_suite`."""
+"""`make run`: start every built service on 127.0.0.1 (its metrics and side ports too) with embedded
+defaults, wait until each answers, print where it listens, and stop them all cleanly on Ctrl-C.
+Benchmarks and end-to-end tests start the same suite on other ports through `running_suite`."""
 
 from __future__ import annotations
 
@@ -105,9 +105,11 @@ def plan(
         if s.wyoming:
             bind: tuple[str, ...] = ("--uri", f"tcp://{HOST}:{port}")
             if s.name in metrics:
-                bind += ("--metrics-port", str(metrics[s.name]))
+                bind += ("--metrics-host", HOST, "--metrics-port", str(metrics[s.name]))
             for flag, side_port in s.side_ports:
                 bind += (flag, str(side_port if port == s.port else 0))
+            for flag in s.side_hosts:
+                bind += (flag, HOST)
         else:
             bind = ("--host", HOST, "--port", str(port), *probes)
         args = (*bind, *(persona_args if s.uses_personas else ()), *s.suite_args)

@@ -295,21 +295,28 @@ async def test_a_wrong_or_missing_api_key_gives_the_fallback_and_a_clear_error(l
 
 async def test_llama_cpp_server_ignores_a_wrong_model_name(llama_server):
     """A single-model llama_cpp.server answers any model name with its one model (and echoes the
-    name back), so a typo in `--openai-model` or a persona's `llm.model` goes unnoticed there."""
+    name back), so a typo in `--openai-model` or a persona's `llm.model` goes unnoticed there.
+
+    Two greedy replies to the same messages are not compared: the server reuses the previous
+    request's KV prefix, so the second reads fewer tokens in another batch and may pick other words
+    (on a fresh 2-core x86_64: "The colour is a rare and precious gem" vs "The colour I'm referring
+    to is a"). What it does promise: the same prompt, read by its one model, counts the same tokens.
+    """
     [listed] = (await asyncio.to_thread(_get_models, llama_server.url))["data"]
     assert listed["id"] == str(default_model_path())
 
     request = ChatRequest(({"role": "user", "content": "Name a colour."},), temperature=0.0, max_tokens=8)
-    replies = []
-    for model in ("no-such-model", listed["id"]):
+    for model in ("no-such-model", listed["id"]):  # through our backend, streamed
         backend = llama_server.backend(model=model)
         deltas = await collect(backend, request)
         await backend.close()
-        assert deltas[-1].finish_reason in ("stop", "length")
-        replies.append("".join(delta.text for delta in deltas))
-    assert replies[0] and replies[0] == replies[1]
-    direct = await ask_directly(llama_server, request, model="no-such-model")
-    assert direct["model"] == "no-such-model" and content(direct) == replies[0]
+        assert deltas[-1].finish_reason in ("stop", "length"), model
+        assert "".join(delta.text for delta in deltas).strip(), model
+    wrong = await ask_directly(llama_server, request, model="no-such-model")
+    right = await ask_directly(llama_server, request, model=listed["id"])
+    assert (wrong["model"], right["model"]) == ("no-such-model", listed["id"])  # echoed, not checked
+    assert content(wrong).strip() and wrong["choices"][0]["finish_reason"] in ("stop", "length")
+    assert wrong["usage"]["prompt_tokens"] == right["usage"]["prompt_tokens"] > 0  # the one model read it
 
 
 async def test_a_prompt_beyond_the_context_window_is_a_failure_not_an_empty_answer(

@@ -26,6 +26,7 @@ def test_make_run_serves_and_scrapes_the_metrics_ports() -> None:
     for service in wyoming_services():
         args = planned[service.name].args
         assert args[args.index("--metrics-port") + 1] == str(service.metrics_port)
+        assert args[args.index("--metrics-host") + 1] == "127.0.0.1"
         assert f"{service.name}=http://127.0.0.1:{service.metrics_port}/metrics" in api
 
 
@@ -36,11 +37,14 @@ def test_a_service_moved_to_another_port_has_no_metrics_port() -> None:
     assert "--metrics-port" in planned["tts"].args
 
 
-def test_metrics_options_follow_the_uri() -> None:
+def test_metrics_stay_on_loopback_unless_asked() -> None:
+    """They once followed the --uri host: the add-ons' tcp://0.0.0.0 opened them to every interface."""
     parser = argparse.ArgumentParser()
     add_server_arguments(parser, "tts")
     options = metrics_options(parser.parse_args(["--uri", "tcp://0.0.0.0:10200", "--metrics-port", "11200"]))
-    assert (options.service, options.host, options.port) == ("tts", "0.0.0.0", 11200)
+    assert (options.service, options.host, options.port) == ("tts", "127.0.0.1", 11200)
+    asked = metrics_options(parser.parse_args(["--metrics-host", "0.0.0.0", "--metrics-port", "11200"]))
+    assert (asked.host, asked.port) == ("0.0.0.0", 11200)
     off = metrics_options(parser.parse_args(["--uri", "unix:///tmp/tts.sock"]))
     assert (off.host, off.port) == ("127.0.0.1", 0)
 

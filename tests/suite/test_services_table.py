@@ -17,6 +17,7 @@ from . import toy_service
 
 TOY = Service("toy", toy_service.__name__, "a toy service", 10999, addon="toy")
 TABLE = (*SERVICES, TOY)
+LISTEN_HOSTS = ("--host", "--metrics-host", "--ollama-api-host")
 
 
 def test_a_toy_service_needs_only_its_row() -> None:
@@ -28,6 +29,18 @@ def test_a_toy_service_needs_only_its_row() -> None:
     assert planned["toy"].address == "tcp://127.0.0.1:10999"
     assert "toy=tcp://127.0.0.1:10999" in planned["api"].args, "the API probes every Wyoming service"
     assert ServiceTarget("toy", "tcp://127.0.0.1:10999") in default_services(services=TABLE)
+
+
+def test_make_run_binds_every_port_of_every_service_to_loopback() -> None:
+    """Each listening flag `make run` passes (Wyoming, metrics, side ports) names 127.0.0.1."""
+    for planned in plan(Path("personas"), Path("state")):
+        args = planned.args
+        hosts = {flag: args[i + 1] for i, flag in enumerate(args) if flag in LISTEN_HOSTS}
+        uri = args[args.index("--uri") + 1] if "--uri" in args else "tcp://127.0.0.1:0"
+        assert uri.startswith("tcp://127.0.0.1:"), planned
+        assert hosts and set(hosts.values()) == {"127.0.0.1"}, planned
+    persona = {p.name: p for p in plan(Path("personas"), Path("state"))}["persona"].args
+    assert persona[persona.index("--ollama-api-host") + 1] == "127.0.0.1"
 
 
 def test_the_default_table() -> None:

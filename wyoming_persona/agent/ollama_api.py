@@ -2,8 +2,12 @@
 
 HA's `ollama` agent streams the reply into the Assist pipeline (TTS starts at the first sentence)
 and runs the home's tools itself; the Wyoming handle waits for the whole reply. Model `persona`
-is whichever persona is active; each persona id (`pirate`) pins that persona. Replies come from the
-same PersonaChat (backend, shaping, leak guard, fallback line) as the Wyoming handle.
+is whichever persona is active; each persona id (`pirate`) pins that persona (and never switches
+the active one). Replies come from the same PersonaChat (backend, shaping, leak guard, fallback line)
+as the Wyoming handle.
+
+It listens on 127.0.0.1 unless told otherwise. An optional bearer token (HA's Ollama integration
+sends one as its "API key" since spring 2026; older versions send none) guards every endpoint.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..access import is_loopback, token_matches
 from ..personas import Persona
 from .backends import ToolCall
-from .chat import ClientTurn, PersonaChat, respond_turn
+from .chat import ClientTurn, OnChunk, OnToolCalls, PersonaChat, respond_turn
+from .commands import CommandKind, recognize
 from .ha_context import device_context
 from .ollama_wire import (
     WireError,
@@ -37,16 +43,24 @@ from .ollama_wire import (
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PORT = 10501
-DEFAULT_HOST = "0.0.0.0"
+DEFAULT_HOST = "127.0.0.1"
+TOKEN_ENV = "WYOMING_PERSONA_OLLAMA_API_TOKEN"
 PERSONA_MODEL = "persona"
 """The model that follows the active persona."""
 OLLAMA_VERSION = "0.12.0"
 """The Ollama API version we answer like (clients may check it)."""
-MAX_BODY = 4 * 1024 * 1024
+MAX_BODY = 1024 * 1024
+"""Largest request body. HA's Assist turn (its prompt for bench/tool_calls.py's home with 7 entities,
+10 tools, 20 exchanges of history) is 6-9 KB of JSON, plus about 60 bytes per exposed entity; a
+128k-token context window, the largest a backend here commonly has, holds about 0.5 MB of text. So
+1 MiB refuses nothing a model could read, and a client cannot queue megabytes of prompt in front of
+the single LLM worker."""
 NDJSON = "application/x-ndjson"
 
 CHAT = web.AppKey("chat", PersonaChat)
 STARTED = web.AppKey("started", str)
+TOKEN = web.AppKey("token", str)
+"""The bearer token every request must carry; empty: none needed."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,9 +69,27 @@ class ModelNotFound(LookupError):
         super().__init__(f"model '{model}' not found")
 
 
-def make_app(chat: PersonaChat) -> web.Application:
-    app = web.Application(middlewares=[_error_middleware], client_max_size=MAX_BODY)
+class ExposureError(ValueError):
+    """The API would listen beyond this machine without a token, and nobody said that is safe."""
+
+
+def check_exposure(host: str, token: str | None, unauthenticated: bool = False) -> None:
+    """Refuse a non-loopback address without a token, unless the caller says the network is trusted
+    (the add-on: its port stays on HA's internal network, and HA's Ollama integration may send none)."""
+    if host and is_loopback(host):
+        return
+    if not token and not unauthenticated:
+        raise ExposureError(
+            f"--ollama-api-host {host or '(every address)'} is not a loopback address: set "
+            f"--ollama-api-token (or {TOKEN_ENV}), or pass --ollama-api-unauthenticated if only "
+            "trusted machines can reach that address"
+        )
+
+
+def make_app(chat: PersonaChat, token: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[_error_middleware, _auth_middleware], client_max_size=MAX_BODY)
     app[CHAT] = chat
+    app[TOKEN] = token or ""
     app[STARTED] = timestamp()
     app.router.add_get("/", root)
     app.router.add_get("/api/version", version)
@@ -69,13 +101,13 @@ def make_app(chat: PersonaChat) -> web.Application:
     return app
 
 
-async def start(chat: PersonaChat, host: str, port: int) -> web.AppRunner:
+async def start(chat: PersonaChat, host: str, port: int, token: str | None = None) -> web.AppRunner:
     """Serve the API beside the Wyoming server; the caller cleans the runner up.
 
     Handler cancellation is on, so a client that hangs up stops its reply (and the generation)
     even while the model is still reading the prompt and nothing is being written.
     """
-    runner = web.AppRunner(make_app(chat), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(make_app(chat, token), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -84,10 +116,11 @@ async def start(chat: PersonaChat, host: str, port: int) -> web.AppRunner:
         await runner.cleanup()
         raise
     _LOGGER.info(
-        "Ollama-compatible API on http://%s:%d (model %r follows the active persona)",
+        "Ollama-compatible API on http://%s:%d (model %r follows the active persona; %s)",
         host,
         bound_port(runner),
         PERSONA_MODEL,
+        "bearer token required" if token else "no token",
     )
     return runner
 
@@ -120,10 +153,30 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
             message = f"no endpoint {request.path}"
         elif err.status == 405:
             message = f"{request.method} is not allowed on {request.path}"
+        elif err.status == 413:
+            message = _too_large()
         return error_response(err.status, message)
     except Exception:  # the one boundary: log it, answer JSON, keep serving
         _LOGGER.exception("Unexpected error in %s %s", request.method, request.path)
         return error_response(500, "internal error; see the persona service log")
+
+
+def _too_large() -> str:
+    return f"request body larger than {MAX_BODY} bytes ({MAX_BODY / 2**20:g} MiB), the limit of this API"
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token every request needs it (401 otherwise); a declared body over the limit is refused
+    (413) before it is read, and a body without a length is cut at the limit while it is read."""
+    token = request.app[TOKEN]
+    if token and not token_matches(request.headers.get("Authorization", ""), token):
+        response = error_response(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="wyoming-persona"'
+        return response
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return error_response(413, _too_large())
+    return await handler(request)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -220,7 +273,7 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
     async def on_tool_calls(found: tuple[ToolCall, ...]) -> None:
         calls.extend(found)
 
-    await respond_turn(chat, turn, on_chunk, on_tool_calls)
+    await _respond(chat, turn, on_chunk, on_tool_calls)
     duration = time.perf_counter_ns() - started
     part = chat_part(call.model, "".join(pieces), calls, done=True, total_duration=duration)
     return web.json_response(part)
@@ -245,7 +298,7 @@ async def _stream_reply(
         await response.write(ndjson(chat_part(model, tool_calls=found)))
 
     try:
-        await respond_turn(chat, turn, on_chunk, on_tool_calls)
+        await _respond(chat, turn, on_chunk, on_tool_calls)
         duration = time.perf_counter_ns() - started
         await response.write(ndjson(chat_part(model, done=True, total_duration=duration)))
         await response.write_eof()
@@ -257,3 +310,30 @@ async def _stream_reply(
             await response.write(ndjson({"error": f"internal error while answering: {err}"}))
             await response.write_eof()
     return response
+
+
+async def _respond(
+    chat: PersonaChat, turn: ClientTurn, on_chunk: OnChunk, on_tool_calls: OnToolCalls
+) -> None:
+    """`respond_turn`, except that a pinned model answers a persona switch without making it."""
+    refusal = pinned_switch_reply(chat, turn)
+    if refusal is not None:
+        await on_chunk(refusal)
+        return
+    await respond_turn(chat, turn, on_chunk, on_tool_calls)
+
+
+def pinned_switch_reply(chat: PersonaChat, turn: ClientTurn) -> str | None:
+    """What a pinned model (`pirate`) says to "switch to the butler", or None for any other turn.
+
+    A pinned model is one persona for good: a switch through it would change the persona of every
+    other agent and satellite while this one kept answering as before. The `persona` model switches.
+    """
+    if turn.persona_id is None or not turn.messages or turn.messages[-1]["role"] != "user":
+        return None
+    manager = chat.manager
+    command = recognize(turn.messages[-1]["content"], manager.personas.values())
+    if command is None or command.kind is not CommandKind.SWITCH:
+        return None
+    _LOGGER.debug("Pinned model %s: switch to %s answered, not made", turn.persona_id, command.persona_id)
+    return f"This agent always answers as {manager.get(turn.persona_id).name}."

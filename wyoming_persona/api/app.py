@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -22,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from .. import __version__
+from ..access import token_matches
 from ..personas import Persona, PersonaError, PersonaManager, build_system_prompt
 from ..personas.loader import MAX_FILE_BYTES, PERSONA_ID, parse_persona
 from .health import probe_all
@@ -149,14 +148,6 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return json_error(413, f"request body larger than {MAX_FILE_BYTES} bytes")
     return await handler(request)
-
-
-def token_matches(authorization: str, token: str) -> bool:
-    """`Bearer <token>` in constant time: both sides are hashed first, so even the length does not leak."""
-    scheme, _, given = authorization.partition(" ")
-    given_digest = hashlib.sha256(given.strip().encode("utf-8", "surrogateescape")).digest()
-    token_digest = hashlib.sha256(token.encode("utf-8")).digest()
-    return hmac.compare_digest(given_digest, token_digest) and scheme.lower() == "bearer"
 
 
 def _is_loopback_peer(remote: str | None) -> bool:

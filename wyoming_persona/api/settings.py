@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
+from ..access import is_loopback
 from ..services import PORTS, SERVICES, Service, wyoming_services
 
 DEFAULT_HEALTH_TIMEOUT = 2.0
@@ -65,15 +65,6 @@ class MqttSettings:
     @property
     def base_topic(self) -> str:
         return f"wyoming_persona/{self.node_id}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or a wildcard: assume it is reachable from outside
 
 
 def default_services(
