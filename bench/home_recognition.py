@@ -32,6 +32,7 @@ from wyoming_persona.home.recognizer import IntentRecognizer
 from wyoming_persona.personas import PersonaManager
 
 ROOT = Path(__file__).resolve().parents[1]
+HELD_OUT = ("test4", "safety2")
 
 
 def questions() -> tuple[list[str], list[str]]:
@@ -42,7 +43,8 @@ def questions() -> tuple[list[str], list[str]]:
     ]
     chat += [persona["recall"]["filler"]] if isinstance(persona.get("recall"), dict) else []
     home = yaml.safe_load((ROOT / "bench" / "home_commands.yaml").read_text())
-    items = [item for name, value in home.items() if name != "reset" for item in value]
+    # The held-out sets (bench/home_commands.yaml's header) are run once, by bench/home.py only.
+    items = [item for name, value in home.items() if name not in ("reset", *HELD_OUT) for item in value]
     chat += [item["text"] for item in items if item["kind"] == "chat"]
     commands = [item["text"] for item in items if item["kind"] != "chat"]
     return chat, commands

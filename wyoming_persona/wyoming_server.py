@@ -357,15 +357,19 @@ async def serve(
     handler_factory: HandlerFactory,
     zeroconf_name: str | None = None,
     metrics: MetricsOptions | None = None,
+    service_metrics: ServiceMetrics | None = None,
 ) -> None:
-    """Run a service until SIGTERM/SIGINT; register zeroconf discovery and serve /metrics if asked."""
-    server = ServiceServer(uri, handler_factory, ServiceMetrics(metrics.service if metrics else "wyoming"))
+    """Run a service until SIGTERM/SIGINT; register zeroconf discovery and serve /metrics if asked.
+    `service_metrics`: the server's metrics when the service counts more of its own in their registry."""
+    if service_metrics is None:
+        service_metrics = ServiceMetrics(metrics.service if metrics else "wyoming")
+    server = ServiceServer(uri, handler_factory, service_metrics)
     await server.start()
     exporter = None
     if metrics is not None and metrics.port:
         exporter = await start_exporter(server.metrics, metrics.host, metrics.port)
     if zeroconf_name:
-        await _register_zeroconf(server, zeroconf_name)
+        await register_zeroconf(server, zeroconf_name)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -384,7 +388,7 @@ async def serve(
             await exporter.cleanup()
 
 
-async def _register_zeroconf(server: ServiceServer, name: str) -> None:
+async def register_zeroconf(server: ServiceServer, name: str) -> None:
     parsed = urlparse(server.uri)
     if parsed.scheme != "tcp":
         raise ValueError("zeroconf needs a tcp:// URI")
