@@ -119,7 +119,7 @@ class PersonaChat:
             await on_chunk(reply.text)
             return reply
         if self.home is not None:
-            home = await self.home.answer(text, persona, self._phrase)
+            home = await self.home.answer(text, persona, self._phrase, conversation_id)
             if home is not None:
                 self.store.add_turn(conversation_id, persona.id, text, home.text)
                 if home.intent is None:
