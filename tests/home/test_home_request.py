@@ -55,6 +55,7 @@ def test_requests_may_act(text):
         ("Why's the coffee machine on?", "question about the past"),
         ('He keeps singing "turn off the lights".', "quoted speech"),
         ("Leave the light on.", "keep"),
+        ("Turn off all the lights except the porch.", "an exception"),
     ],
 )
 def test_what_is_no_request_never_acts(text, why):

@@ -147,6 +147,8 @@ _TERSE_START = re.compile(r"^(?:full|max|maximum|half|everything|all|lights) ")
 _TERSE_TAIL = re.compile(r"(?: (?:please|thanks|thank you|now|right now|for me|quickly|again))+$")
 _KEEP = frozenset({"leave", "keep", "let"})
 """An order to change nothing ("leave the light on"): nothing to do."""
+_EXCEPT = re.compile(r"\b(?:except|excluding|apart from|other than|but not|besides|but leave)\b")
+""""Turn off every light except the kitchen": Home Assistant cannot leave one out, so nothing is done."""
 _QUOTES = ('"', "“", "”", "«", "»")
 _POLITE_IF = re.compile(r"^if you (?:could|would|can|don't mind) ")
 _ELSEWHERE = re.compile(
@@ -169,6 +171,8 @@ def judge(text: str) -> Judgement:
     found = next((t for t in tokens if t in _CONDITIONS), None)
     if found and not _POLITE_IF.match(words):
         return Judgement(Form.OTHER, f"condition {found!r}")
+    if found := _EXCEPT.search(words):
+        return Judgement(Form.OTHER, f"an exception {found.group()!r}")
     if found := _LATER.search(words):
         return Judgement(Form.OTHER, f"another time {found.group()!r}")
     if found := _others(tokens):
@@ -190,7 +194,9 @@ def judge(text: str) -> Judgement:
         )
     if polite:  # "could you tell me the temperature": a question, however it is put
         return Judgement(Form.QUESTION, f"a request to {first!r}, not an action")
-    if first in _QUESTION_WORDS or first.startswith(("what", "how", "who", "where")):
+    if first in _QUESTION_WORDS or (
+        first.startswith(("what", "how", "who", "where")) and not first.endswith("ever")
+    ):
         return Judgement(Form.QUESTION, f"question {first!r}")
     if asked:
         return Judgement(Form.QUESTION, "question mark")
@@ -200,21 +206,22 @@ def judge(text: str) -> Judgement:
 def judge_utterance(clauses: list[str], index: int) -> Judgement:
     """The form of `clauses[index]` within its utterance: what comes before or after may cancel it.
 
-    A condition or someone's words before it ("if it gets cold, ...", "he said, ...") and a take-back
-    after it ("..., no, never mind") make an order no order."""
+    A condition or someone's words before it ("if it gets cold, ...", "he said, ...") make an order
+    no order and a question one about the imagined, not about the home now; a take-back after an
+    order ("..., no, never mind") cancels it."""
     own = judge(clauses[index])
-    if not own.acts:
+    if own.form is Form.OTHER:
         return own
     for before in clauses[:index]:
         words = normalize_name(before)
-        tokens = words.split()
-        if tokens and tokens[0] in _CONDITIONS | {"what"} and ("if" in tokens or tokens[0] != "what"):
+        if words.split()[:1] and (words.split()[0] in _CONDITIONS or words.startswith("what if ")):
             return Judgement(Form.OTHER, f"after a condition {before!r}")
         if _SPEECH_VERBS.search(words):
             return Judgement(Form.OTHER, f"someone's words after {before!r}")
-    for after in clauses[index + 1 :]:
-        if _CANCEL.match(_LEAD_FILLER.sub("", normalize_name(after))):
-            return Judgement(Form.OTHER, f"taken back by {after!r}")
+    if own.acts:
+        for after in clauses[index + 1 :]:
+            if _CANCEL.match(_LEAD_FILLER.sub("", normalize_name(after))):
+                return Judgement(Form.OTHER, f"taken back by {after!r}")
     return own
 
 
