@@ -43,6 +43,26 @@ def plain_home(home):
         ("Turn off all the lights in the house", "HassTurnOff", {"domain": "light"}),
         ("Bring the garage door down", "HassTurnOff", {"name": "Garage Door"}),
         ("Heat to 20.5 please", "HassClimateSetTemperature", {"name": "Thermostat", "temperature": 20.5}),
+        ("Open the garage door halfway", "HassSetPosition", {"name": "Garage Door", "position": 50}),
+        ("Set the garage door to 30 percent", "HassSetPosition", {"name": "Garage Door", "position": 30}),
+        ("Kitchen light to full brightness", "HassLightSet", {"name": "Kitchen Light", "brightness": 100}),
+        (
+            "Turn the heating up a degree",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 22},
+        ),
+        (
+            "Lower the thermostat by two degrees",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 19},
+        ),
+        (
+            "Make it a bit warmer in here",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 22},
+        ),
+        ("Please turn everything off in the kitchen", "HassTurnOff", {"area": "Kitchen"}),
+        ("What's the brightness of the bedroom light?", "HassGetState", {"name": "Bedroom Light"}),
     ],
 )
 def test_everyday_words(plain_home, text, intent, slots):

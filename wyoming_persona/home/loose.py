@@ -202,12 +202,37 @@ def _brightness(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
 
 
 def _brightness_value(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Set the lamp to 20%"; for a cover ("set the garage door to 50 percent") its position."""
+    value = max(0, min(100, round(_value(match))))
     thing = resolve(match.group("thing"), home, frozenset({"light"}))
+    if thing is not None:
+        return RecognizedIntent(
+            "HassLightSet", {**thing.slots(), "brightness": value}, match.string, exact=thing.exact
+        )
+    return _position(match, home, value)
+
+
+def _everything(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Everything off in the kitchen": every device of the area. Never exact: a door or the heating
+    among them is asked about first."""
+    area = home.area(match.group("place"))
+    if area is None or not home.select(area):
+        return None
+    on = match.group("switch") == "on"
+    return RecognizedIntent("HassTurnOn" if on else "HassTurnOff", {"area": area}, match.string, exact=False)
+
+
+def _cover_half(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Open the garage door halfway": its position, half open."""
+    return _position(match, home, 50)
+
+
+def _position(match: re.Match, home: HomeSnapshot, value: int) -> RecognizedIntent | None:
+    thing = resolve(match.group("thing"), home, frozenset({"cover"}))
     if thing is None:
         return None
-    value = max(0, min(100, round(_value(match))))
     return RecognizedIntent(
-        "HassLightSet", {**thing.slots(), "brightness": value}, match.string, exact=thing.exact
+        "HassSetPosition", {**thing.slots(), "position": value}, match.string, exact=thing.exact
     )
 
 
@@ -222,7 +247,21 @@ def _temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None
         if value is None:
             return None
     return RecognizedIntent(
-        "HassClimateSetTemperature", {**thing.slots(), "temperature": value}, match.string
+        "HassClimateSetTemperature", {**thing.slots(), "temperature": value}, match.string, exact=thing.exact
+    )
+
+
+def _temperature_steps(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Turn the heating up two degrees", "lower the thermostat by one degree"."""
+    thing = resolve(f"{match.group('thing')} thermostat", home, frozenset({"climate"}))
+    target = thing.entities[0].attributes.get("temperature") if thing and len(thing.entities) == 1 else None
+    if thing is None or target is None:
+        return None
+    steps = _STEPS.get(match.group("steps")) or float(match.group("steps"))
+    up = match.group("way") in ("up", "increase", "raise", "warmer")
+    value = float(target) + (steps if up else -steps)
+    return RecognizedIntent(
+        "HassClimateSetTemperature", {**thing.slots(), "temperature": value}, match.string, exact=thing.exact
     )
 
 
@@ -249,6 +288,10 @@ _THING = r"(?P<thing>[\w' ]+?)"
 _TO_PERCENT = rf"(?:to|at|down to|up to) {_NUMBER} ?(?:percent|%)"
 _TO_DEGREES = rf"(?:up |down )?to {_NUMBER}(?: ?degrees?| ?°)?(?: celsius| fahrenheit)?"
 _FULL_OR_HALF = r"(?:to )?(?P<way>full|max|maximum|all the way up|half|half brightness|halfway)"
+_HALF_OPEN = r"(?P<way>halfway|half way|half|partway|part way)"
+_STEPS = {"a": 1.0, "one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "a couple of": 2.0}
+_BY_STEPS = r"(?:by )?(?P<steps>a|one|two|three|four|five|a couple of|\d+) degrees?"
+_MORE_OR_LESS = r"(?:a bit |a little |slightly |a touch |a little bit )?"
 _STATE_TAIL = r"(?: set to| at| now| reading| doing)?"
 _SET_VERB = r"(?:set|turn|put|change|bring|make|drop|lower|raise|bump|increase|decrease|reduce)"
 _LEFT = r"(?:leave|turn off|turn on|close|open|switch off|switch on)"
@@ -261,7 +304,10 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:kill|shut) {_THING}(?P<switch>)", _switch),
         (rf"toggle {_THING}", _toggle),
         (rf"(?P<switch>start|run|stop) {_THING}", _start_stop),
+        (r"(?:(?:turn|switch) )?everything (?P<switch>on|off) in (?:the )?(?P<place>[\w' ]+)", _everything),
+        (r"(?:turn|switch) (?P<switch>on|off) everything in (?:the )?(?P<place>[\w' ]+)", _everything),
         (rf"(?:turn|switch) {_THING} (?P<switch>on|off) in (?P<place>[\w' ]+)", _switch_in),
+        (rf"(?:open|raise|lift|put|set|move) {_THING} {_HALF_OPEN}", _cover_half),
         (rf"(?P<verb>open|close|shut|raise|lower|lift) {_THING}", _open_close),
         (rf"(?:put|bring|move|pull|roll|take)? ?{_THING} (?P<way>up|down)", _cover_up_down),
         (rf"(?:set|turn|put|bring|dim|change) {_THING} {_TO_PERCENT}", _brightness_value),
@@ -271,6 +317,12 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _brightness),
         (rf"make {_THING} (?P<way>brighter|lighter|darker|dimmer)", _brightness),
         (rf"(?:turn|put|set) {_THING} {_FULL_OR_HALF}", _brightness),
+        (rf"{_THING} (?:to|at) (?P<way>full|max|maximum)(?: brightness)?", _brightness),
+        (
+            rf"(?:turn|put|bump|bring|knock|push|set) {_THING} (?P<way>up|down) {_BY_STEPS}",
+            _temperature_steps,
+        ),
+        (rf"(?P<way>increase|decrease|raise|lower|reduce|drop) {_THING} {_BY_STEPS}", _temperature_steps),
         (
             rf"{_SET_VERB} {_THING} {_TO_DEGREES}",
             _temperature,
@@ -279,13 +331,21 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"make it {_NUMBER}(?: ?degrees?)?(?: in {_THING})?", _temperature),
         (rf"(?:turn|put) {_THING} (?P<way>up|down)", _temperature),
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _temperature),
-        (r"make it (?P<way>warmer|cooler|hotter|colder)(?P<thing>)", _temperature),
+        (
+            rf"make it {_MORE_OR_LESS}(?P<way>warmer|cooler|hotter|colder)"
+            rf"(?: in (?:here|(?P<thing>[\w' ]+)))?",
+            _temperature,
+        ),
         (
             rf"(?:what is|what's|whats|how is|how's|tell me|check) {_THING}{_STATE_TAIL}",
             _state,
         ),
         (rf"what temperature is {_THING}{_STATE_TAIL}", _state),
-        (rf"(?:what is|what's|whats) the (?:current |actual )?temperature (?:on|of|at) {_THING}", _state),
+        (
+            rf"(?:what is|what's|whats) the (?:current |actual )?"
+            rf"(?:temperature|brightness|level|position|setting|state|status) (?:on|of|at|for) {_THING}",
+            _state,
+        ),
         (rf"how (?:bright|warm|hot) is {_THING}", _state),
         (rf"(?:is|are) {_THING} (?:on|off|open|closed|shut|running|still on|still open)(?: now)?", _state),
         (rf"(?:did i|have i|did you) {_LEFT} {_THING}(?: on| off| open)?", _state),

@@ -48,6 +48,11 @@ _NOT_A_NAME = frozenset(
     }
 )
 _PRONOUN = re.compile(r"\b(?:it|them)\b", re.IGNORECASE)
+_TRAILING = re.compile(
+    r"(?:[\s,]+(?:right now|at the moment|currently|now|please|thanks|thank you|for me))+[.!?]*$",
+    re.IGNORECASE,
+)
+"""Words HA's templates do not allow at the end ("which lights are on right now")."""
 _CONNECTIVE = re.compile(r"^(?:so|and then|then)\s+", re.IGNORECASE)
 _UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...] = (
     (re.compile(rf"^(?:turn|switch) {_ON_OFF} {_THING}(?: now)?$"), _on_off),
@@ -97,7 +102,9 @@ class IntentRecognizer:
         for candidate in found:
             if candidate.judgement.form is Form.OTHER:
                 continue
-            intent = self._best(candidate.text, self._known) or recognize_loosely(candidate.text, home)
+            intent = self._best(_TRAILING.sub("", candidate.text), self._known) or recognize_loosely(
+                candidate.text, home
+            )
             if intent is None or not _allowed(intent, candidate.judgement):
                 continue
             return dataclasses.replace(intent, text=text, exact=intent.exact and candidate.exact)
