@@ -63,6 +63,19 @@ def plain_home(home):
         ),
         ("Please turn everything off in the kitchen", "HassTurnOff", {"area": "Kitchen"}),
         ("What's the brightness of the bedroom light?", "HassGetState", {"name": "Bedroom Light"}),
+        ("Could you get the coffee machine running?", "HassTurnOn", {"name": "Coffee Machine"}),
+        ("Close up the garage door.", "HassTurnOff", {"name": "Garage Door"}),
+        (
+            "Crank the heating up to 23.",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 23},
+        ),
+        (
+            "Nudge the thermostat up a degree",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 22},
+        ),
+        ("How warm is it out there right now?", "HassGetState", {"name": "Outdoor Temperature"}),
     ],
 )
 def test_everyday_words(plain_home, text, intent, slots):

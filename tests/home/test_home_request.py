@@ -26,6 +26,8 @@ from wyoming_persona.home.request import Form, judge, split_clauses, utterance_f
         "I'm leaving, close the garage.",
         "If you could turn off the fan, that would be great.",
         "Max brightness on the desk lamp.",
+        "I want to read, so turn on the bedroom light.",
+        "Knock the heating down a degree.",
     ],
 )
 def test_requests_may_act(text):

@@ -30,7 +30,9 @@ KIND_WORDS: dict[str, frozenset[str]] = {
     "sensor": frozenset({"temperature", "sensor", "reading"}),
 }
 _OUTSIDE = frozenset({"outside", "outdoor", "outdoors", "out"})
-_FILLER = frozenset({"the", "my", "our", "a", "of", "in", "on", "at", "please", "house", "home", "whole"})
+_FILLER = frozenset(
+    {"the", "my", "our", "a", "of", "in", "on", "at", "please", "house", "home", "whole", "there", "here"}
+)
 _EVERY = frozenset({"all", "every", "each", "everything"})
 """Said with a kind ("every light in the house"), the thing is all the devices of that kind."""
 _LEAD = re.compile(
@@ -38,8 +40,11 @@ _LEAD = re.compile(
     r"i want you to|i'd like you to|i need you to|go ahead and|just) )+"
 )
 _TAIL = re.compile(
-    r"(?: (?:please|for me|now|right now|thanks|thank you|a bit|a little|real quick|if so|too|as well))+$"
+    r"(?: (?:please|for me|now|right now|at the moment|currently|thanks|thank you|a bit|a little|real quick"
+    r"|if so|too|as well))+$"
 )
+_PARTICLE = re.compile(r"\b(open|close|shut) up\b")
+""""Open up the garage": the particle adds nothing."""
 _BACK = re.compile(r" back (on|off|up|down)\b")
 _NUMBER = r"(?P<value>\d+(?:dot\d+)?)"
 _DECIMAL = re.compile(r"(\d)\.(\d)")
@@ -136,7 +141,7 @@ def _start_stop(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     thing = resolve(match.group("thing"), home, frozenset({"switch", "fan"}))
     if thing is None:
         return None
-    on = match.group("switch") in ("start", "run")
+    on = match.group("switch") in ("start", "run", "going", "running", "started", "brewing")
     return RecognizedIntent(
         "HassTurnOn" if on else "HassTurnOff", thing.slots(), match.string, exact=thing.exact
     )
@@ -293,7 +298,9 @@ _STEPS = {"a": 1.0, "one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5
 _BY_STEPS = r"(?:by )?(?P<steps>a|one|two|three|four|five|a couple of|\d+) degrees?"
 _MORE_OR_LESS = r"(?:a bit |a little |slightly |a touch |a little bit )?"
 _STATE_TAIL = r"(?: set to| at| now| reading| doing)?"
-_SET_VERB = r"(?:set|turn|put|change|bring|make|drop|lower|raise|bump|increase|decrease|reduce)"
+_SET_VERB = (
+    r"(?:set|turn|put|change|bring|make|drop|lower|raise|bump|increase|decrease|reduce|crank|knock|push)"
+)
 _LEFT = r"(?:leave|turn off|turn on|close|open|switch off|switch on)"
 _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
     (re.compile(f"^{pattern}$"), build)
@@ -304,6 +311,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:kill|shut) {_THING}(?P<switch>)", _switch),
         (rf"toggle {_THING}", _toggle),
         (rf"(?P<switch>start|run|stop) {_THING}", _start_stop),
+        (rf"get {_THING} (?P<switch>going|running|started|brewing)", _start_stop),
         (r"(?:(?:turn|switch) )?everything (?P<switch>on|off) in (?:the )?(?P<place>[\w' ]+)", _everything),
         (r"(?:turn|switch) (?P<switch>on|off) everything in (?:the )?(?P<place>[\w' ]+)", _everything),
         (rf"(?:turn|switch) {_THING} (?P<switch>on|off) in (?P<place>[\w' ]+)", _switch_in),
@@ -319,7 +327,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:turn|put|set) {_THING} {_FULL_OR_HALF}", _brightness),
         (rf"{_THING} (?:to|at) (?P<way>full|max|maximum)(?: brightness)?", _brightness),
         (
-            rf"(?:turn|put|bump|bring|knock|push|set) {_THING} (?P<way>up|down) {_BY_STEPS}",
+            rf"(?:turn|put|bump|bring|knock|push|set|crank|nudge) {_THING} (?P<way>up|down) {_BY_STEPS}",
             _temperature_steps,
         ),
         (rf"(?P<way>increase|decrease|raise|lower|reduce|drop) {_THING} {_BY_STEPS}", _temperature_steps),
@@ -329,7 +337,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         ),
         (rf"{_THING} {_TO_DEGREES}", _temperature),
         (rf"make it {_NUMBER}(?: ?degrees?)?(?: in {_THING})?", _temperature),
-        (rf"(?:turn|put) {_THING} (?P<way>up|down)", _temperature),
+        (rf"(?:turn|put|crank|knock|bump|nudge) {_THING} (?P<way>up|down)", _temperature),
         (rf"(?:turn|put) (?P<way>up|down) {_THING}", _temperature),
         (
             rf"make it {_MORE_OR_LESS}(?P<way>warmer|cooler|hotter|colder)"
@@ -359,7 +367,7 @@ def recognize_loosely(text: str, home: HomeSnapshot) -> RecognizedIntent | None:
     """A home intent in `text` by the command shapes above, or None."""
     spelled = _DECIMAL.sub(r"\1dot\2", text.replace("%", " percent").replace("°", " degrees"))
     words = _TAIL.sub("", _LEAD.sub("", normalize_name(spelled)))
-    words = _BACK.sub(r" \1", words)  # "turn the lamp back on"
+    words = _PARTICLE.sub(r"\1", _BACK.sub(r" \1", words))  # "turn the lamp back on", "open up"
     for pattern, build in _SHAPES:
         match = pattern.match(words)
         if match is None:

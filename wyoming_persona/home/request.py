@@ -47,7 +47,8 @@ ACTION_VERBS = frozenset(
         "lift", "start", "stop", "toggle", "put", "make", "bring", "kill", "lock", "unlock", "increase",
         "decrease", "reduce", "change", "adjust", "activate", "deactivate", "enable", "disable", "run",
         "power", "crank", "bump", "drop", "pull", "roll", "move", "get", "give", "heat", "warm", "cool",
-        "light", "flip", "boost", "arm", "disarm", "pause", "resume", "fire",
+        "light", "flip", "boost", "arm", "disarm", "pause", "resume", "fire", "knock", "pump",
+        "nudge", "kick",
     }
 )  # fmt: skip
 """Verbs that open an imperative that changes a device ("turn ...", "get the coffee going")."""
@@ -123,8 +124,8 @@ _NOT_POSSESSIVE = frozenset(
 """Words ending in 's that are "is" or "has", not someone's: "why's the light on", "it's dark"."""
 _OTHERS = frozenset({"his", "her", "their", "your", "neighbour", "neighbours", "neighbor", "neighbors"})
 _SPEECH_VERBS = re.compile(
-    r"\b(?:says?|said|saying|shouts?|shouted|yells?|yelled|sings?|sang|singing|goes|went|told|tells|asks?|asked"
-    r"|line|lyrics?|song|quote|quoted|reads?|wrote|writes)$"
+    r"\b(?:says?|said|saying|shouts?|shouted|yells?|yelled|sings?|sang|singing|goes|told|tells|asks?"
+    r"|asked|line|lyrics?|song|quote|quoted)$"
 )
 """A clause ending so introduces the next one as someone's words: `my wife says, "put the coffee on"`."""
 _PAST_VERB = re.compile(r"^\w{3,}(?:ed)$")
@@ -137,7 +138,7 @@ _CANCEL = re.compile(
 """A clause after an order that takes it back."""
 _TERSE_STATES = re.compile(
     r"on|off|out|up|down|open|shut|dim|dimmer|brighter|darker|warmer|cooler|full|max|maximum|half|halfway"
-    r"|percent|degrees|brightness"
+    r"|percent|degrees?|brightness"
 )
 _TERSE_END = re.compile(rf"(?:\b(?:{_TERSE_STATES.pattern})|\bto \d+(?: \d+)?)(?: in (?:the )?[\w' ]+)?$")
 """"Kitchen light off", "lights out in the bedroom", "thermostat to 18": the state ends the order."""
