@@ -1,6 +1,6 @@
 """Home control through a real Home Assistant: commands, state questions and chat (issue 13).
 
-    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|all] [--agent persona|home|ENTITY]
+    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|test5|all] [--agent persona|home|ENTITY]
                                    [--personas pirate,butler] [--limit N] [--tts] [--out FILE]
 
 Needs the HA harness running (/work/shared/ha-harness: `run.sh start .`; for `--agent home` alone
@@ -47,7 +47,7 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_HARNESS = REPO.parent / "shared" / "ha-harness"
 DEFAULT_API = "http://127.0.0.1:11340"
 KINDS = ("command", "state", "chat")
-SETS = ("dev", "test", "test2", "test3", "safety", "test4", "safety2")
+SETS = ("dev", "test", "test2", "test3", "safety", "test4", "safety2", "test5")
 """In the order of bench/home_commands.yaml; its header says which were tuned on and which are held out."""
 HOME_DOMAINS = (
     "light",
