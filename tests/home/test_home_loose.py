@@ -76,6 +76,16 @@ def plain_home(home):
             {"name": "Thermostat", "temperature": 22},
         ),
         ("How warm is it out there right now?", "HassGetState", {"name": "Outdoor Temperature"}),
+        ("What's the temperature inside?", "HassGetState", {"name": "Living Room Temperature"}),
+        ("Could you flick the kitchen light on?", "HassTurnOn", {"name": "Kitchen Light"}),
+        ("Would you be able to switch the bedroom light off?", "HassTurnOff", {"name": "Bedroom Light"}),
+        ("Can I get the bedroom light at 40%?", "HassLightSet", {"name": "Bedroom Light", "brightness": 40}),
+        (
+            "I'd like the thermostat at 20 degrees.",
+            "HassClimateSetTemperature",
+            {"name": "Thermostat", "temperature": 20},
+        ),
+        ("What temperature did you set the heating to?", "HassGetState", {"name": "Thermostat"}),
     ],
 )
 def test_everyday_words(plain_home, text, intent, slots):

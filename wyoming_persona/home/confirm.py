@@ -63,6 +63,11 @@ class PendingActions(Generic[T]):
         waiting = self._waiting.pop(conversation_id, None)
         return waiting[1] if waiting is not None else None
 
+    def waiting(self, conversation_id: str) -> bool:
+        """An action waits in this conversation (it stays there)."""
+        self._drop_old()
+        return conversation_id in self._waiting
+
     def _drop_old(self) -> None:
         now = self.clock()
         for key in [key for key, (until, _) in self._waiting.items() if until < now]:

@@ -35,10 +35,14 @@ _FILLER = frozenset(
 )
 _EVERY = frozenset({"all", "every", "each", "everything"})
 """Said with a kind ("every light in the house"), the thing is all the devices of that kind."""
-_LEAD = re.compile(
-    r"^(?:(?:hey|ok|okay|so|um|uh|oh|and|now|alright|please|can you|could you|would you|will you|"
-    r"i want you to|i'd like you to|i need you to|go ahead and|just) )+"
-)
+_LEADS = (
+    "hey", "ok", "okay", "so", "um", "uh", "oh", "and", "now", "alright", "please", "just", "can you",
+    "could you", "would you", "will you", "would you be able to", "could you possibly", "can i get",
+    "can i have", "could i get", "could i have", "i'd like", "i would like", "i want", "i need",
+    "i want you to", "i'd like you to", "i need you to", "go ahead and",
+)  # fmt: skip
+_LEAD = re.compile(rf"^(?:(?:{'|'.join(sorted(_LEADS, key=len, reverse=True))}) )+")
+"""Words before the command itself, longest first ("would you be able to" before "would you")."""
 _TAIL = re.compile(
     r"(?: (?:please|for me|now|right now|at the moment|currently|thanks|thank you|a bit|a little|real quick"
     r"|if so|too|as well))+$"
@@ -278,8 +282,10 @@ def _state(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
 
 
 def _warmth(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
-    """ "How warm is it outside / in the living room": the temperature sensor there."""
+    """ "How warm is it outside / in the living room / inside": the temperature sensor there."""
     place = match.group("place") or ""
+    if _INSIDE.fullmatch(place):
+        return _inside_temperature(match, home)
     thing = resolve(f"{place} temperature", home, frozenset({"sensor", "climate"}))
     if thing is None:
         return None
@@ -289,9 +295,22 @@ def _warmth(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
     )
 
 
+def _inside_temperature(match: re.Match, home: HomeSnapshot) -> RecognizedIntent | None:
+    """ "Inside", "in the house": the one temperature sensor in an area of the home, if there is one."""
+    inside = [
+        e
+        for e in home.entities
+        if e.domain == "sensor" and e.device_class == "temperature" and e.area is not None
+    ]
+    if len(inside) != 1:
+        return None
+    return RecognizedIntent("HassGetState", {"name": inside[0].name}, match.string)
+
+
+_INSIDE = re.compile(r"(?:inside|indoors|in here|in the house|inside the house|at home)(?: now| right now)?")
 _THING = r"(?P<thing>[\w' ]+?)"
 _TO_PERCENT = rf"(?:to|at|down to|up to) {_NUMBER} ?(?:percent|%)"
-_TO_DEGREES = rf"(?:up |down )?to {_NUMBER}(?: ?degrees?| ?°)?(?: celsius| fahrenheit)?"
+_TO_DEGREES = rf"(?:(?:up |down )?to|at) {_NUMBER}(?: ?degrees?| ?°)?(?: celsius| fahrenheit)?"
 _FULL_OR_HALF = r"(?:to )?(?P<way>full|max|maximum|all the way up|half|half brightness|halfway)"
 _HALF_OPEN = r"(?P<way>halfway|half way|half|partway|part way)"
 _STEPS = {"a": 1.0, "one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0, "five": 5.0, "a couple of": 2.0}
@@ -305,8 +324,8 @@ _LEFT = r"(?:leave|turn off|turn on|close|open|switch off|switch on)"
 _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
     (re.compile(f"^{pattern}$"), build)
     for pattern, build in (
-        (rf"(?:turn|switch|put|flip|shut) (?P<switch>on|off) {_THING}", _switch),
-        (rf"(?:turn|switch|put|flip|shut) {_THING} (?P<switch>on|off)", _switch),
+        (rf"(?:turn|switch|put|flip|flick|pop|shut) (?P<switch>on|off) {_THING}", _switch),
+        (rf"(?:turn|switch|put|flip|flick|pop|shut) {_THING} (?P<switch>on|off)", _switch),
         (rf"{_THING} (?P<switch>on|off)", _switch),
         (rf"(?:kill|shut) {_THING}(?P<switch>)", _switch),
         (rf"toggle {_THING}", _toggle),
@@ -358,7 +377,8 @@ _SHAPES: tuple[tuple[re.Pattern[str], Build], ...] = tuple(
         (rf"(?:is|are) {_THING} (?:on|off|open|closed|shut|running|still on|still open)(?: now)?", _state),
         (rf"(?:did i|have i|did you) {_LEFT} {_THING}(?: on| off| open)?", _state),
         (r"how (?:warm|cold|hot|chilly) is it(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
-        (r"what(?: is|'s|s) the temperature(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
+        (r"what(?: is|'s|s) the temperature(?: like)?(?: (?:in )?(?:the )?(?P<place>[\w' ]+?))?", _warmth),
+        (rf"what temperature (?:did i|have i|did you|have you) set {_THING} to", _state),
     )
 )
 

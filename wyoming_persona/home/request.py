@@ -48,12 +48,13 @@ ACTION_VERBS = frozenset(
         "decrease", "reduce", "change", "adjust", "activate", "deactivate", "enable", "disable", "run",
         "power", "crank", "bump", "drop", "pull", "roll", "move", "get", "give", "heat", "warm", "cool",
         "light", "flip", "boost", "arm", "disarm", "pause", "resume", "fire", "knock", "pump",
-        "nudge", "kick",
+        "nudge", "kick", "flick", "pop",
     }
 )  # fmt: skip
 """Verbs that open an imperative that changes a device ("turn ...", "get the coffee going")."""
 _REQUEST_LEADS = re.compile(
-    r"^(?:(?:would|do) you mind|(?:can|could|would|will) (?:you|u)(?: please| just| maybe)?"
+    r"^(?:(?:would|do) you mind|(?:would|could|will) you be able to|do me a favou?r and"
+    r"|(?:can|could|would|will) (?:you|u)(?: please| just| maybe| possibly| kindly)?"
     r"|if you (?:could|would|can|don't mind)"
     r"|(?:i want|i'd like|i would like|i need) you to|go ahead and"
     r"|you (?:can|could|may)(?: now| just)?|let's|let us|time to) "
