@@ -146,16 +146,17 @@ def test_a_streamed_chunk_that_clearly_ends_a_sentence(chunk: str, ends: bool) -
 
 
 def test_first_clause_at_punctuation_and_conjunction() -> None:
+    """A phrase cut before a conjunction or preposition gets no comma: the text has none there."""
     assert first_clause("Sure, I've turned on the kitchen lights and set the heating.") == (
         "Sure,",
         "I've turned on the kitchen lights and set the heating.",
     )
     assert first_clause("I've turned on the kitchen lights and set the thermostat to twenty.") == (
-        "I've turned on the kitchen lights,",
+        "I've turned on the kitchen lights",
         "and set the thermostat to twenty.",
     )
     assert first_clause("It is half past four in the afternoon.") == (
-        "It is half past four,",
+        "It is half past four",
         "in the afternoon.",
     )
     assert first_clause("Short one, really.") is None

@@ -253,14 +253,20 @@ def first_clause_end(text: str, min_chars: int) -> int | None:
     return None
 
 
-def first_phrase_end(text: str, min_words: int = STREAMED_PHRASE_MIN_WORDS) -> int | None:
+def first_phrase_end(
+    text: str, min_words: int = STREAMED_PHRASE_MIN_WORDS, word_done: bool = False
+) -> int | None:
     """Where a phrase of the first sentence still being written ends, before a conjunction or a
     preposition once that word is whole ("The sky is blue| because "); or None.
 
-    For a sentence with no clause mark early on: a voice says the phrase with a comma's pause while the
-    model writes the rest. Only text before the first sentence end and any ``` fence is searched.
+    For a sentence with no clause mark early on: a voice says the phrase while the model writes the
+    rest, and joins the two without a pause (there is no comma in the text). Only text before the first
+    sentence end and any ``` fence is searched. `word_done`: the text ends at the end of a word (a
+    streamed chunk ended there), so a conjunction it ends with is whole ("The sky is blue because").
     """
     window = text[:FIRST_CLAUSE_MAX]
+    if word_done and len(text) <= FIRST_CLAUSE_MAX and text[-1:].isalpha():
+        window += " "
     fence = _find(window, _FENCE)
     ends, _, _ = _scan(window[:fence], first=True)
     if ends:
@@ -276,9 +282,9 @@ def first_phrase_end(text: str, min_words: int = STREAMED_PHRASE_MIN_WORDS) -> i
 def first_clause(sentence: str) -> tuple[str, str] | None:
     """Split a long complete sentence after its first clause, or None.
 
-    A clause ending at punctuation, or else a phrase ending before a conjunction or a preposition
-    (given a comma, so a voice uses its continuing intonation and a short pause), is a natural phrase
-    break: speaking it first sounds like a speaker pausing at a comma, not like a cut.
+    A clause ending at punctuation, or else a phrase ending before a conjunction or a preposition, is
+    a natural phrase break. The phrase gets no comma the text does not have: a voice joins it to the
+    rest with no pause ("It is half past four | in the afternoon.").
     """
     if len(sentence) < FIRST_CLAUSE_MIN_SENTENCE:
         return None
@@ -292,7 +298,7 @@ def first_clause(sentence: str) -> tuple[str, str] | None:
         for match in pattern.finditer(sentence):
             head, tail = sentence[: match.start()].strip(), sentence[match.end() :].strip()
             if len(head.split()) >= _PHRASE_MIN_WORDS and len(tail.split()) >= _PHRASE_MIN_TAIL_WORDS:
-                return head.rstrip(",") + ",", tail
+                return head, tail
     return None
 
 
@@ -307,20 +313,20 @@ class EarlyPiece:
 
     text: str
     is_phrase: bool
-    """Cut before a conjunction or preposition, with no punctuation of its own: speak it with a comma."""
+    """Cut before a conjunction or preposition, with no punctuation of its own (none is added)."""
 
 
-def take_early_piece(buffer: SentenceBuffer, first: bool) -> EarlyPiece | None:
+def take_early_piece(buffer: SentenceBuffer, first: bool, word_done: bool = False) -> EarlyPiece | None:
     """The next sure clause of the unfinished sentence pending in `buffer`, taken off it; or None.
 
     For the first sentence of a reply, while the model is still writing it: its first piece may be a
     short clause ("Sure,") or a phrase ("The sky is blue"), later ones are clauses of LATER_CLAUSE_MIN
     characters. Call it only while no complete sentence is pending (`SentenceBuffer.sentences()` gave
-    none).
+    none). `word_done`: the pending text ends at the end of a word (see `first_phrase_end`).
     """
     pending = buffer.pending
     if (end := first_clause_end(pending, FIRST_CLAUSE_MIN_HEAD if first else LATER_CLAUSE_MIN)) is not None:
         return EarlyPiece(buffer.take(end), is_phrase=False)
-    if first and (end := first_phrase_end(pending)) is not None:
+    if first and (end := first_phrase_end(pending, word_done=word_done)) is not None:
         return EarlyPiece(buffer.take(end), is_phrase=True)
     return None

@@ -41,6 +41,9 @@ class Service(Command):
     each flag with its port, or with 0 (off) when the service itself is moved to another port."""
     side_hosts: tuple[str, ...] = ()
     """Flags that set the address of the side ports; `make run` passes each with its own host."""
+    links: tuple[tuple[str, str], ...] = ()
+    """(flag, service): another service this one talks to; `make run` passes the flag with that
+    service's address when it starts that service too."""
 
 
 # Wyoming custom: piper 10200, whisper 10300; ours follow the same pattern. Listed in start order.
@@ -67,6 +70,8 @@ SERVICES: tuple[Service, ...] = (
         # the turn itself, with the decode hidden in its silence wait: the add-on keeps beam 5.
         suite_args=("--endpointing-ms", "500", "--smart-turn", "--beam-size", "1"),
         metrics_port=11300,
+        # Early transcripts to the persona service: its reply starts before the turn ends.
+        links=(("--speculation-uri", "persona"),),
     ),
     Service(
         "persona",
@@ -81,6 +86,8 @@ SERVICES: tuple[Service, ...] = (
         metrics_port=11500,
         side_ports=(("--ollama-api-port", 10501),),  # the Ollama-compatible API (agent/ollama_api.py)
         side_hosts=("--ollama-api-host",),
+        # A speculative reply is synthesized ahead there (Home Assistant's synthesize then hits its cache).
+        links=(("--speculation-tts-uri", "tts"),),
     ),
     Service(
         "tts",

@@ -24,11 +24,13 @@ _EMPHASIS = re.compile(r"(\*\*|\*|~~|(?<!\w)__|(?<!\w)_)(?=\S)(.+?)(?<=\S)\1(?!\
 _TABLE_DIVIDER = re.compile(r"^\s*\|?\s*:?-{2,}.*$", re.MULTILINE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _SPACES = re.compile(r"[ \t]+")
-_ENDS_SENTENCE = re.compile(r"[.!?:;…,]$")
 
 
 def make_speakable(text: str) -> str:
-    """Strip markdown, emoji and URLs; turn list items and lines into sentences."""
+    """Strip markdown, emoji and URLs; list items and other lines stay one per line.
+
+    It only takes away: nothing the model did not write is added (no full stop after a line, no
+    comma for a table's bar), so the text a user reads and hears is the model's own."""
     text = _CODE_BLOCK.sub(" ", text)
     text = _INLINE_CODE.sub(r"\1", text)
     text = _IMAGE.sub(r"\1", text)
@@ -41,7 +43,7 @@ def make_speakable(text: str) -> str:
     text = _QUOTE.sub("", text)
     text = _BULLET.sub("", text)
     text = _EMPHASIS.sub(r"\2", text)
-    text = text.replace("|", ", ")
+    text = text.replace("|", " ")
     text = strip_emoji(text)
     return _join_lines(text)
 
@@ -87,13 +89,7 @@ def _url_to_words(match: re.Match) -> str:
 
 
 def _join_lines(text: str) -> str:
-    """Each non-empty line becomes (part of) a sentence; blank lines and extra spaces go."""
-    sentences = []
-    for raw in text.splitlines():
-        line = _SPACES.sub(" ", raw).strip(" ,")
-        if not line:
-            continue
-        if sentences and not _ENDS_SENTENCE.search(sentences[-1]) and line[:1].isupper():
-            sentences[-1] += "."
-        sentences.append(line)
-    return " ".join(sentences).strip()
+    """The non-empty lines, one per line, without extra spaces (a line break still ends a sentence
+    for `sentences`, so no full stop is added for it)."""
+    lines = (_SPACES.sub(" ", raw).strip() for raw in text.splitlines())
+    return "\n".join(line for line in lines if line).strip()

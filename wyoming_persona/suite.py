@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +80,10 @@ def plan(
     state_dir: Path,
     ports: Mapping[str, int] | None = None,
     services: tuple[Service, ...] = SERVICES,
+    started: Collection[str] | None = None,
 ) -> list[Planned]:
-    """Every service of the table with its flags; a plain HTTP service probes all the Wyoming ones."""
+    """Every service of the table with its flags; a plain HTTP service probes all the Wyoming ones.
+    A link to another service is passed only when that one is `started` too (None: all are)."""
     ports = {s.name: s.port for s in services} | dict(ports or {})
     persona_args = ("--personas-dir", str(personas_dir), "--state-dir", str(state_dir))
     probes = tuple(
@@ -112,7 +114,13 @@ def plan(
                 bind += (flag, HOST)
         else:
             bind = ("--host", HOST, "--port", str(port), *probes)
-        args = (*bind, *(persona_args if s.uses_personas else ()), *s.suite_args)
+        links = tuple(
+            arg
+            for flag, other in s.links
+            if other in ports and (started is None or other in started)
+            for arg in (flag, f"tcp://{HOST}:{ports[other]}")
+        )
+        args = (*bind, *(persona_args if s.uses_personas else ()), *s.suite_args, *links)
         planned.append(Planned(s.name, port, args, s.wyoming))
     return planned
 
@@ -150,7 +158,8 @@ async def running_suite(
     report: bool = False,
 ) -> AsyncIterator[RunningSuite]:
     """Start the named services as subprocesses, wait until all answer, stop them on exit."""
-    services = [s for s in plan(personas_dir, state_dir, ports) if names is None or s.name in names]
+    planned = plan(personas_dir, state_dir, ports, started=names)
+    services = [s for s in planned if names is None or s.name in names]
     processes: dict[str, asyncio.subprocess.Process] = {}
     try:
         for service in services:
@@ -200,6 +209,8 @@ async def run_suite(
     print(f"Starting {count} services on {HOST} (logs in {log_dir}/) ...", flush=True)
     try:
         async with running_suite(personas_dir, state_dir, log_dir, ports, names, report=True) as suite:
+            if "api" in suite.services:
+                print(f"\nPersona studio: {suite.services['api'].address}/")
             print("\nTry a voice turn:")
             print("  .venv/bin/wyoming-persona talk --text 'What can you do?' --out reply.wav")
             print("\nPress Ctrl-C to stop.", flush=True)

@@ -1,4 +1,5 @@
-"""How the add-on images get their code: the committed wheel, the hash-pinned requirements, the versions.
+"""How the add-on images get their code: the committed wheel, the hash-pinned requirements, the versions,
+and which models they carry (the VAD's Silero file) or download on first start (ASR, persona).
 
 The wheel test builds the package from the current source (scripts/addon-wheels.sh, network for the
 pinned build backend on a first run) and compares file names and bytes with the copy in each add-on folder.
@@ -19,21 +20,24 @@ import yaml
 from packaging.requirements import Requirement
 
 from wyoming_persona.agent.models import CATALOG
+from wyoming_persona.asr.models import PACKAGED_MODELS
+from wyoming_persona.model_pins import WHEELS
 from wyoming_persona.services import SERVICES
+from wyoming_persona.vad.silero import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 ADDONS_DIR = REPO / "addons"
 SLUGS = sorted({service.addon for service in SERVICES if service.addon})
 OWN = "wyoming-persona"
-# Each image carries its service and only its own models.
+# Each image carries its service and only the models it cannot download on first start.
 EXTRAS = {
-    "asr": {"asr", "models-asr"},
+    "asr": {"asr"},
     "tts": {"tts", "models-tts"},
     "vad": {"vad"},
     "persona": {"llm", "llamacpp", "mqtt", "home"},
 }
-# The images' Python (Debian bookworm's python3), for dependencies with environment markers.
-IMAGE_PYTHON = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux"}
+# The images' Python (Debian trixie's python3), for dependencies with environment markers.
+IMAGE_PYTHON = {"python_version": "3.13", "python_full_version": "3.13.5", "sys_platform": "linux"}
 REQUIREMENT = re.compile(r"^(?P<name>[a-z0-9][a-z0-9.-]*)==(?P<version>\S+)$")
 HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
 
@@ -145,38 +149,87 @@ def test_requirements_pinned_hashed_and_complete(slug: str) -> None:
 
 
 def _model_packages() -> dict[str, set[str]]:
+    """The model packages each image installs (the rest are downloaded on first start)."""
     extras = _pyproject()["project"]["optional-dependencies"]
-    of = {name: {canonical(Requirement(spec).name) for spec in extras[name]} for name in extras}
-    return {
-        "asr": of["models-asr"],
-        "tts": of["models-tts"],
-        "vad": set(),
-        "persona": {canonical(p) for entry in CATALOG.values() for p in entry.packages},
+    tts = {canonical(Requirement(spec).name) for spec in extras["models-tts"]}
+    return {"asr": set(), "tts": tts, "vad": set(), "persona": set()}
+
+
+def _every_model_package() -> set[str]:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    names = {
+        canonical(Requirement(spec).name)
+        for name in ("models-asr", "models-tts", "models-llm")
+        for spec in extras[name]
     }
+    return names | {canonical(p) for entry in CATALOG.values() for p in entry.packages}
 
 
 @pytest.mark.parametrize("slug", SLUGS)
-def test_image_carries_only_its_models(slug: str) -> None:
-    models = _model_packages()
-    every_model = set().union(*models.values())
+def test_image_carries_only_its_models_and_engine(slug: str) -> None:
     installed = set(_pins(ADDONS_DIR / slug / "requirements.txt"))
-    if (ADDONS_DIR / slug / "models.txt").exists():
-        installed |= set(_pins(ADDONS_DIR / slug / "models.txt"))
-    assert installed & every_model == models[slug]
-    engines = {"asr": "faster-whisper", "tts": "piper-tts", "persona": "llama-cpp-python"}
-    for other, engine in engines.items():
-        if other != slug and not (slug == "vad" and engine == "faster-whisper"):  # Silero ships inside it
-            assert engine not in installed, f"the {slug} image needs no {engine}"
+    assert installed & _every_model_package() == _model_packages()[slug]
+    # What another service needs: the VAD image is onnxruntime and the Silero file, nothing of Whisper.
+    foreign = {
+        "vad": {
+            "faster-whisper",
+            "ctranslate2",
+            "av",
+            "huggingface-hub",
+            "tokenizers",
+            "piper-tts",
+            "llama-cpp-python",
+        },
+        "asr": {"piper-tts", "llama-cpp-python"},
+        "tts": {"faster-whisper", "ctranslate2", "llama-cpp-python"},
+        "persona": {"faster-whisper", "ctranslate2", "piper-tts", "onnxruntime"},
+    }[slug]
+    assert not installed & foreign, f"the {slug} image needs no {sorted(installed & foreign)}"
 
 
-def test_persona_models_file_is_the_catalog() -> None:
-    pins = _pins(ADDONS_DIR / "persona/models.txt")
-    expected = {canonical(p): entry.version for entry in CATALOG.values() for p in entry.packages}
-    assert {name: version for name, (version, _) in pins.items()} == expected
-    dockerfile = (ADDONS_DIR / "persona/Dockerfile").read_text()
-    assert "--no-deps -r /tmp/install/models.txt" in dockerfile
-    assert "join_models.py /usr/share/wyoming-persona/models" in dockerfile
-    assert "ENV WYOMING_PERSONA_MODELS_DIR=/usr/share/wyoming-persona/models" in dockerfile
+def test_vad_takes_faster_whispers_silero_file_without_installing_it() -> None:
+    folder = ADDONS_DIR / "vad"
+    pins = _pins(folder / "models.txt")
+    assert list(pins) == ["faster-whisper"]
+    assert pins["faster-whisper"][0] == _constraints()["faster-whisper"], "the file the ASR image trims with"
+    dockerfile = (folder / "Dockerfile").read_text()
+    download = re.search(r"pip download ([^&]+)", dockerfile.replace("\\\n", " "))
+    assert download and "--require-hashes" in download[1] and "--no-deps" in download[1]
+    assert (
+        "--index-url https://pypi.org/simple" in download[1] and "-r /tmp/install/models.txt" in download[1]
+    )
+    assert f"faster_whisper/assets/{MODEL_FILE}" in dockerfile
+    assert f"/usr/share/wyoming-persona/{MODEL_FILE}" in dockerfile
+    run = (folder / "rootfs/etc/s6-overlay/s6-rc.d/vad/run").read_text()
+    assert f"--vad-model /usr/share/wyoming-persona/{MODEL_FILE}" in run
+
+
+def test_persona_image_carries_no_weights_and_downloads_the_chosen_model() -> None:
+    folder = ADDONS_DIR / "persona"
+    assert not (folder / "models.txt").exists() and not (folder / "join_models.py").exists()
+    dockerfile = (folder / "Dockerfile").read_text()
+    assert "models" not in re.sub(r"#.*", "", dockerfile).replace("/data/models", ""), "no model in the image"
+    run = (folder / "rootfs/etc/s6-overlay/s6-rc.d/persona/run").read_text()
+    assert "'--model-cache-dir' '/data/models' '--download-models'" in run
+    assert "--prompt-cache-dir /data/prompts" in run
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert set(config["backup_exclude"]) == {"models*", "prompts*"}
+    for entry in CATALOG.values():  # each model can be downloaded, from pinned wheels
+        assert all(WHEELS[p].version == entry.version for p in entry.packages)
+
+
+def test_asr_model_option_follows_the_whisper_add_on() -> None:
+    folder = ADDONS_DIR / "asr"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    choices = re.fullmatch(r"list\((.+)\)", config["schema"]["model"])
+    assert choices and choices[1].split("|") == [*PACKAGED_MODELS, "custom"]
+    assert config["schema"]["custom_model"] == "str?"
+    assert config["backup_exclude"] == ["models*"]
+    run = (folder / "rootfs/etc/s6-overlay/s6-rc.d/asr/run").read_text()
+    assert "--cache-dir /data/models" in run and "--download-models" in run
+    assert "bashio::config 'custom_model'" in run
+    for model in PACKAGED_MODELS.values():
+        assert all(WHEELS[part.package].version == part.version for part in model.parts)
 
 
 def test_persona_model_option_is_the_catalog_and_defaults_to_make_run() -> None:
@@ -186,7 +239,7 @@ def test_persona_model_option_is_the_catalog_and_defaults_to_make_run() -> None:
     suite_args = next(s.suite_args for s in SERVICES if s.name == "persona")
     assert config["options"]["model"] == suite_args[suite_args.index("--model") + 1]
     run = (ADDONS_DIR / "persona" / "rootfs/etc/s6-overlay/s6-rc.d/persona/run").read_text()
-    assert "flags+=('--model' \"$(bashio::config 'model')\")" in run
+    assert "flags+=('--model' \"$(bashio::config 'model')\"" in run
 
 
 def test_versions_move_together() -> None:

@@ -100,6 +100,8 @@ def test_repository_yaml() -> None:
     repo = yaml.safe_load((REPO / "repository.yaml").read_text())
     assert set(repo) >= {"name", "url", "maintainer"}
     assert repo["url"].startswith("https://")
+    assert re.fullmatch(r"[^<>]+ <[^@<>\s]+@[^@<>\s]+\.[a-z]+>", repo["maintainer"]), repo["maintainer"]
+    assert not repo["maintainer"].endswith(".invalid>"), "a maintainer people can reach"
     assert set(addons()) == EXPECTED
     # The Supervisor treats any config.yaml below the repository root as an add-on.
     stray = [p for p in REPO.rglob("config.yaml") if p.parent.parent != ADDONS_DIR and ".venv" not in p.parts]
@@ -127,6 +129,18 @@ def test_config_keys_slug_version(slug: str) -> None:
 
 
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
+def test_config_pulls_a_published_image_and_says_what_it_needs(slug: str) -> None:
+    """The Supervisor pulls `image` (built and pushed by the release) instead of building on the user's
+    machine; the add-ons are experimental and need the Home Assistant release they were tested with."""
+    config = _config(slug)
+    assert config["image"] == f"ghcr.io/wyoming-persona/{{arch}}-addon-{slug}"
+    assert config["stage"] == "experimental"
+    assert isinstance(config["homeassistant"], str)
+    assert tuple(map(int, config["homeassistant"].split("."))) >= (2026, 2, 0)
+    assert not (ADDONS_DIR / slug / "build.yaml").exists(), "build.yaml is deprecated (Supervisor 2026.04)"
+
+
+@pytest.mark.parametrize("slug", sorted(EXPECTED))
 def test_options_schema_translations_docs(slug: str) -> None:
     config = _config(slug)
     options, schema = config["options"], config["schema"]
@@ -142,6 +156,23 @@ def test_options_schema_translations_docs(slug: str) -> None:
     docs = (ADDONS_DIR / slug / "DOCS.md").read_text()
     undocumented = [key for key in schema if f"### Option: `{key}`" not in docs]
     assert not undocumented, f"{slug}/DOCS.md does not document {undocumented}"
+    for key, rule in schema.items():
+        section = docs.split(f"### Option: `{key}`", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+        described = translations["configuration"][key]["description"]
+        choices = re.fullmatch(r"list\((.+)\)\??", rule) if isinstance(rule, str) else None
+        named = choices[1].split("|") if choices else []
+        for choice in named if len(named) <= 8 else ():  # a long list (languages) is described as such
+            assert f"`{choice}`" in section, f"{slug}/DOCS.md, option {key}: choice {choice} is not described"
+            assert choice in described, f"{slug} translation of {key} does not name {choice}"
+        if key in options and not isinstance(options[key], (list, bool)):
+            default = str(options[key])
+            assert f"`{default}`" in section, (
+                f"{slug}/DOCS.md, option {key}: the default {default} is not named"
+            )
+        for said in re.findall(r"\bdefault[: ]+\(?([\w.-]+)", described):
+            assert key in options and said == str(options[key]), (
+                f"{slug} translation of {key} says the default is {said}, config.yaml says {options.get(key)}"
+            )
 
 
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
@@ -191,6 +222,8 @@ def test_dockerfile(slug: str) -> None:
         "the Dockerfile must start with ARG BUILD_FROM=<default>"
     )
     assert lines[1] in ("FROM ${BUILD_FROM}", "FROM $BUILD_FROM")
+    # Home Assistant's multi-arch Debian base, as the official add-ons since the 2026.04 builder migration.
+    assert lines[0] == "ARG BUILD_FROM=ghcr.io/home-assistant/base-debian:trixie"
     text = "\n".join(lines)
     assert f"ARG WYOMING_PERSONA_VERSION={_version()}" in text
     assert (folder / "wheels" / f"wyoming_persona-{_version()}-py3-none-any.whl").is_file(), (
@@ -224,12 +257,14 @@ def test_dockerfile(slug: str) -> None:
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
 def test_add_on_files(slug: str) -> None:
     folder = ADDONS_DIR / slug
-    for name in ("DOCS.md", "README.md", "CHANGELOG.md", "translations/en.yaml", "icon.png"):
+    for name in ("DOCS.md", "README.md", "CHANGELOG.md", "translations/en.yaml", "icon.png", "logo.png"):
         assert (folder / name).is_file(), f"{slug}/{name} is missing"
     assert f"## {_version()}" in (folder / "CHANGELOG.md").read_text()
-    header = (folder / "icon.png").read_bytes()[:24]
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", header[16:24]) == (128, 128)
+    # The sizes Home Assistant's developer docs ask for: icon 128x128, logo about 250x100.
+    for name, size in (("icon.png", (128, 128)), ("logo.png", (250, 100))):
+        header = (folder / name).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", header[16:24]) == size, f"{slug}/{name}"
 
 
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
@@ -260,9 +295,11 @@ def test_s6_layout(slug: str) -> None:
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
 def test_referenced_files_exist(slug: str) -> None:
     root = ADDONS_DIR / slug / "rootfs"
+    dockerfile = (ADDONS_DIR / slug / "Dockerfile").read_text()  # files the image build makes count too
     for script in [*_scripts(slug), *root.rglob("up")]:
         for path in ABS_PATH.findall(_code(script)):
-            assert (root / path.lstrip("/")).exists(), f"{script.relative_to(REPO)} names missing {path}"
+            exists = (root / path.lstrip("/")).exists() or path in dockerfile
+            assert exists, f"{script.relative_to(REPO)} names missing {path}"
 
 
 @pytest.mark.parametrize("slug", sorted(EXPECTED))
@@ -299,3 +336,12 @@ def test_bundled_personas_match_config(slug: str) -> None:
     run = (ADDONS_DIR / slug / S6 / "init-personas/run").read_text()
     assert "personas::prepare" in run
     assert "wyoming-persona personas check" in (root / helper).read_text()
+
+
+def test_no_install_command_for_the_unpublished_name() -> None:
+    """`wyoming-persona` is not on PyPI: a `pip install wyoming-persona` would install someone else's
+    package once the name is taken. The docs install from a checkout or a release's wheel."""
+    docs = [REPO / "README.md", *ADDONS_DIR.glob("*/DOCS.md"), *ADDONS_DIR.glob("*/README.md")]
+    for doc in docs:
+        found = re.findall(r"pip3? install[^\n`]*?[\"' ]wyoming-persona\b", doc.read_text())
+        assert not found, f"{doc.relative_to(REPO)}: {found}"

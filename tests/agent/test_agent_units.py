@@ -88,11 +88,12 @@ def feed_all(shaper: ReplyShaper, text: str, step: int = 3) -> list[str]:
 
 
 def test_shaper_streams_speakable_sentences():
+    """Markup goes; nothing is added: no full stop after a line, and the line breaks stay."""
     shaper = ReplyShaper(200)
     text = "**Ahoy** matey! Here:\n1. Dr. Smith is *here* 🌊\n2. See https://example.com/x now.\n# Done"
     chunks = feed_all(shaper, text)
     chunks += shaper.finish()
-    assert chunks == ["Ahoy matey!", " Here:", " Dr. Smith is here.", " See example.com now.", " Done."]
+    assert chunks == ["Ahoy matey!", " Here:", "\nDr. Smith is here", "\nSee example.com now.", "\nDone"]
     assert "".join(chunks) == shaper.text
     assert all(is_speakable(c) and not set(c) & set("*#`_🌊") for c in chunks)
 
@@ -116,7 +117,7 @@ def test_shaper_caps_a_server_that_ignores_max_tokens():
 def test_shaper_keeps_a_lone_unfinished_sentence():
     shaper = ReplyShaper(5)
     shaper.feed("Ahoy there matey")
-    assert shaper.finish(truncated=True) == ["Ahoy there matey."]
+    assert shaper.finish(truncated=True) == ["Ahoy there matey"]
 
 
 def test_history_is_bounded_and_keyed_by_conversation_and_persona():
@@ -127,11 +128,14 @@ def test_history_is_bounded_and_keyed_by_conversation_and_persona():
     assert messages[0] == {"role": "system", "content": "SYSTEM"}
     assert [m["content"] for m in messages[1:]] == ["q1", "a1", "q2", "a2", "q3"]
     assert store.messages("c2", "pirate", "SYSTEM", "hi")[1:] == [{"role": "user", "content": "hi"}]
-    # Another persona in the same conversation starts fresh, and replaces the old history.
+    # Another persona in the same conversation has its own history: neither sees the other's.
     assert len(store.messages("c1", "butler", "S", "hi")) == 2
     store.add_turn("c1", "butler", "hello", "good evening")
-    assert store.turns("c1", "pirate") == []
+    assert store.turns("c1", "pirate") == [("q1", "a1"), ("q2", "a2")]
     assert store.turns("c1", "butler") == [("hello", "good evening")]
+    store.reset("c1")  # a persona switch starts the conversation over with every persona
+    assert store.turns("c1", "pirate") == store.turns("c1", "butler") == []
+    assert store.turns("c2", "pirate") == []
 
 
 def test_history_expires_idle_conversations():

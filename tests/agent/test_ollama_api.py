@@ -187,8 +187,12 @@ async def test_a_streamed_reply_comes_in_speakable_chunks_with_the_persona_leadi
     assert system.startswith(build_system_prompt(pirate) + "\n\n" + HEADING)
     assert "Static Context" in system and "- names: Kitchen Light" in system and "HassTurnOn" in system
     assert not any(line in system for line in GENERIC_LINES)
-    # with tools offered the persona's word-only example turns stay out: the model would copy them
-    assert list(request.messages[1:]) == history[1:]
+    # after HA's long context the persona is said once more (its examples as text, not as turns:
+    # with tools offered a model copies word-only turns and stops calling)
+    again = request.messages[1]
+    assert again["role"] == "system" and again["content"].startswith("That is all about the home. You are")
+    assert "Captain Barnacle" in again["content"] and 'Asked "' in again["content"]
+    assert list(request.messages[2:]) == history[1:]
     assert request.tools == (TURN_ON,)
     assert request.model == pirate.llm.model and request.temperature == pirate.llm.temperature
 
@@ -412,10 +416,27 @@ async def test_tools_cap_the_sampling_temperature(manager, personas_dir):
     assert manager.reload().changed
     manager.set_active("pirate")
     backend = ScriptedBackend()
-    ask = [{"role": "user", "content": "Hi"}]
+    system = {"role": "system", "content": HA_SYSTEM}
+    ask = [system, {"role": "user", "content": "Switch on the kitchen light"}]
+    chat = [system, {"role": "user", "content": "Why is the sea salty?"}]  # names nothing of the home
     async with ollama_api(manager, backend) as url:
         await chat_stream(url, model="persona", messages=ask, tools=[TURN_ON])
         await chat_stream(url, model="persona", messages=ask)
         result = [*ask, {"role": "tool", "content": "{}"}]  # the reply to a tool's result is speech
         await chat_stream(url, model="persona", messages=result, tools=[TURN_ON])
-    assert [request.temperature for request in backend.requests] == [0.2, 0.7, 0.7]
+        await chat_stream(url, model="persona", messages=chat, tools=[TURN_ON])  # in character
+    assert [request.temperature for request in backend.requests] == [0.2, 0.7, 0.7, 0.7]
+
+
+def test_a_question_about_the_home_is_told_from_chat_by_hass_own_context():
+    from wyoming_persona.agent.ha_context import closing, mentions_home
+
+    context = device_context([HA_SYSTEM])
+    for question in ("Turn on the kitchen light", "Is the garage door open?", "What time is it?"):
+        assert mentions_home(question, context), question
+    for question in ("Why is the sea salty?", "Who wrote Hamlet?", "Tell me a joke about knots"):
+        assert not mentions_home(question, context), question
+    assert closing("You are Ada.", ("You speak softly.",), [("Hi?", "Hello, dear.")]) == (
+        'That is all about the home. You are Ada. You speak softly. For example: Asked "Hi?", you say '
+        '"Hello, dear.".'
+    )

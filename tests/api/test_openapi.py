@@ -147,14 +147,30 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(live_api: str, mo
                 {
                     "include-path": "/api/validate",
                     "checks": {"positive_data_acceptance": {"expected-statuses": ["2XX", "422"]}},
-                }
+                },
+                # The studio: a draft that fits the description can still be a broken persona (422), name
+                # a persona that is not there (404) or be stale (409); preview and chat have no TTS and
+                # persona service here (503).
+                {
+                    "include-path-regex": "^/api/studio/",
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": ["2XX", "404", "409", "422", "503"]}
+                    },
+                },
+                # Here they answer 503 (no service to speak or answer with) by design; tests/studio drives
+                # them through real services.
+                {
+                    "include-path-regex": "^/api/studio/(preview|chat)$",
+                    "checks": {"not_a_server_error": {"enabled": False}},
+                },
             ],
         }
     )
     schema = schemathesis.openapi.from_url(f"{live_api}/api/openapi.json", config=config, headers=AUTH)
     operations = [result.ok() for result in schema.get_all_operations()]
     # schemathesis leaves out the description's own URL; every other operation is fuzzed.
-    assert len(operations) == len(json.loads(load_openapi())["paths"]) + 1 - 1
+    described = json.loads(load_openapi())["paths"].values()
+    assert len(operations) == sum(method in METHODS for item in described for method in item) - 1
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not (operation.query or operation.body):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from wyoming_persona.personas import build_system_prompt, load_folder, persona_messages
 
-MAX_PROMPT_WORDS = 90
-"""A small model follows a few lines and parrots a long rule list: keep the prompt this short."""
+MAX_PROMPT_WORDS = 130
+"""A small model follows a few lines and parrots a long rule list: keep the prompt this short. (90 until
+the shared lines about everyday answers, which bench/helpful.py measured: no refusals, more facts.)"""
 
 
 def test_prompt_is_identity_first_then_style_rules_and_speaking(personas_dir: Path) -> None:

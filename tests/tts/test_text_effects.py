@@ -47,8 +47,9 @@ def test_streamed_first_clause_goes_out_before_the_sentence_ends() -> None:
     assert [(s.text, s.continued) for s in splitter.finish()] == [("Next", False)]
 
     phrase = SentenceSplitter()
-    assert list(phrase.add("The sky is blue because")) == []  # "because" may go on: wait for a space
-    assert [s.pieces for s in phrase.add(" of light")] == [("The sky is blue,",)]  # spoken with a comma
+    assert list(phrase.add("The sky is blue becau")) == []  # the chunk ends inside a word
+    assert [s.pieces for s in phrase.add("se")] == [("The sky is blue",)]  # a chunk ends a word; no comma
+    assert [s.text for s in phrase.add(" of light.")] == ["because of light."]
 
     no_clause = SentenceSplitter()
     assert [s.text for s in no_clause.add("Hi there. Bye")] == ["Hi there."]

@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING, Any
 from ..personas import Persona, PersonaManager, build_system_prompt, example_turns, persona_messages
 from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatMessage, ChatRequest, ToolCall
-from .commands import Command, CommandKind, recognize, spoken_list
+from .commands import Command, CommandKind, pinned_reply, recognize, spoken_list
+from .ha_context import closing, mentions_home
 from .history import ConversationStore
-from .leak_guard import LeakGuard
-from .shaping import ReplyShaper, speakable_piece
+from .leak_guard import LeakGuard, Rule, Verdict
+from .refusal import is_refusal, may_start_refusal, retry_messages
+from .shaping import ReplyShaper, gap, speakable_piece, spoken_text
 
 if TYPE_CHECKING:
     from ..home.control import HomeControl, HomeIntent
     from ..home.lines import Fact
+    from ..service_metrics import LeakGuardMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,8 +42,12 @@ DEFAULT_DETAIL_SENTENCES = 6
 DETAIL_FACTOR = 3
 """A reply the user asked to be detailed may have this many times the persona's token cap."""
 REGENERATE_TEMPERATURE = 0.7
-"""A reply the leak guard emptied is generated once more, sampled at least this warm."""
+"""A reply the leak guard emptied, or a refusal, is generated once more, sampled at least this warm."""
 NO_ANSWER = "Sorry, I have no answer to that."
+"""Said when the model wrote nothing to speak, or the leak guard withheld both attempts: an honest
+"no answer" rather than the greeting, which answers nothing."""
+LOGGED_CHARS = 60
+"""A withheld piece is logged at INFO shortened to this many characters."""
 PHRASE_MAX_TOKENS = 40
 _DETAIL = re.compile(
     r"\b(?:tell me (?:more|about|everything)|in detail|details?|explain|describe|story|stories"
@@ -94,6 +101,7 @@ class PersonaChat:
         settings: ChatSettings | None = None,
         home: HomeControl | None = None,
         device_personas: Mapping[str, str] | None = None,
+        leak_metrics: LeakGuardMetrics | None = None,
     ) -> None:
         self.manager = manager
         self.backend = backend
@@ -102,20 +110,33 @@ class PersonaChat:
         self.home = home
         self.device_personas = dict(device_personas or {})
         """Satellite or device id -> the persona that answers there (a persona per room)."""
+        self.leak_metrics = leak_metrics
+        """Counts what the leak guard did (the service's /metrics); None: not counted."""
         self._failing: str | None = None
 
     async def respond(
-        self, text: str, conversation_id: str, on_chunk: OnChunk, devices: Iterable[str] = ()
+        self,
+        text: str,
+        conversation_id: str,
+        on_chunk: OnChunk,
+        devices: Iterable[str] = (),
+        pinned: str | None = None,
     ) -> Reply:
         """Answer `text`; every speakable chunk goes to `on_chunk` as soon as it is ready.
 
         `devices` are the ids HA sent for where the user spoke (satellite, device): a room's own
         persona answers there. A home command comes back as `Reply.intent` with nothing sent to on_chunk.
+        `pinned`: the persona this agent always answers as (a `--pinned-persona` endpoint, the studio's
+        chat); a persona switch through it is answered, not made. UnknownPersonaError if it is gone.
         """
-        persona = self._room_persona(devices) or await self.manager.current()
+        persona = await self.persona_for(devices, pinned)
         command = recognize(text, self.manager.personas.values())
         if command is not None:
-            reply = await self._command(command, persona, conversation_id)
+            refusal = pinned_reply(command, persona) if pinned else None
+            if refusal is not None:
+                reply = Reply(refusal, persona.id, ReplySource.COMMAND)
+            else:
+                reply = await self._command(command, persona, conversation_id)
             await on_chunk(reply.text)
             return reply
         if self.home is not None:
@@ -126,6 +147,14 @@ class PersonaChat:
                     await on_chunk(home.text)
                 return Reply(home.text, persona.id, ReplySource.HOME, home.intent)
         return await self._generate(persona, text, conversation_id, on_chunk)
+
+    async def persona_for(self, devices: Iterable[str] = (), pinned: str | None = None) -> Persona:
+        """The persona that answers a turn: the pinned one, else the room's, else the active one."""
+        return (
+            (self.manager.get(pinned) if pinned else None)
+            or self._room_persona(devices)
+            or await self.manager.current()
+        )
 
     def _room_persona(self, devices: Iterable[str]) -> Persona | None:
         for device in devices:
@@ -154,7 +183,7 @@ class PersonaChat:
             return None
         finally:
             await stream.aclose()
-        for sentence in split_sentences(speakable_piece(written)):
+        for sentence in split_sentences(spoken_text(written)):
             if len(sentence.split()) > INTERJECTION_WORDS:
                 return sentence
         return None
@@ -190,18 +219,22 @@ class PersonaChat:
             conversation_id, persona.id, system_prompt, text, examples=example_turns(persona)
         )
         request = persona_request(persona, messages, max_tokens)
-        spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
+        spoken = self._spoken_reply(persona, system_prompt, on_chunk)
         failed = await self._speak(request, persona, spoken, max_sentences)
         if failed is not None:
             return failed
         reply = spoken.text
-        if not reply:
-            reply = speakable_piece(persona.greeting) if spoken.withheld else NO_ANSWER
+        if not reply:  # nothing written, or withheld twice: not stored, the question is not answered
+            reply = NO_ANSWER
             await on_chunk(reply)
         else:
             self.store.add_turn(conversation_id, persona.id, text, reply)
         _LOGGER.debug("Reply as %s: %s", persona.id, reply)
         return Reply(reply, persona.id, ReplySource.LLM)
+
+    def _spoken_reply(self, persona: Persona, system_prompt: str, on_chunk: OnChunk) -> _SpokenReply:
+        guard = _guard(system_prompt, (persona.name, *persona.spec.aliases))
+        return _SpokenReply(guard, on_chunk, self.leak_metrics)
 
     async def _speak(
         self,
@@ -212,8 +245,10 @@ class PersonaChat:
         on_tool_calls: OnToolCalls | None = None,
         called: Callable[[], bool] = lambda: False,
     ) -> Reply | None:
-        """Generate into `spoken`, once more (warmer) when the leak guard withheld all of it; a
-        backend failure ends in the persona's fallback line (returned), else None."""
+        """Generate into `spoken`, once more (warmer) when the leak guard withheld all of it, or with
+        the refusal named when the model refused before saying anything; a backend failure ends in
+        the persona's fallback line (returned), else None (with nothing spoken when both attempts
+        were withheld: the caller says `NO_ANSWER`)."""
         for attempt in range(2):
             shaper = ReplyShaper(request.max_tokens or self.settings.max_reply_tokens)
             try:
@@ -229,11 +264,33 @@ class PersonaChat:
             for chunk in shaper.finish(truncated):
                 await spoken.say(chunk)
             await spoken.flush()
-            if spoken.text or called() or not spoken.withheld or attempt:
+            if spoken.refused and not attempt and not called() and not spoken.sentences:
+                refused = spoken.refused
+                _LOGGER.info("%s refused (%r); asking again, naming it", persona.id, _shorten(refused))
+                spoken.count("regenerated", "refusal")
+                temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
+                messages = retry_messages(request.messages, refused)
+                request = dataclasses.replace(
+                    request, messages=messages, temperature=temperature, avoid_openings=(refused,)
+                )
+                spoken.restart()
+                continue
+            if spoken.text or called() or not spoken.withheld:
                 return None
-            _LOGGER.info("Every sentence of the reply repeated the persona's instructions; generating again")
-            spoken.restart()
+            if attempt:
+                _LOGGER.info(
+                    "Leak guard withheld the second reply as %s too: the question is not answered", persona.id
+                )
+                spoken.count("unanswered")
+                return None
             temperature = max(request.temperature or 0.0, REGENERATE_TEMPERATURE)
+            _LOGGER.info(
+                "Leak guard withheld the whole reply as %s; generating it again at temperature %.1f",
+                persona.id,
+                temperature,
+            )
+            spoken.count("regenerated")
+            spoken.restart()
             request = dataclasses.replace(request, temperature=temperature)
         return None
 
@@ -302,30 +359,44 @@ def wants_detail(text: str) -> bool:
     return _DETAIL.search(text) is not None
 
 
+def _shorten(text: str, limit: int = LOGGED_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 @functools.lru_cache(maxsize=32)
 def _guard(system_prompt: str, names: tuple[str, ...]) -> LeakGuard:
     return LeakGuard.build(system_prompt, names)
 
 
 class _SpokenReply:
-    """The chunks of one reply that passed the leak guard, sent on as they come."""
+    """The chunks of one reply that passed the leak guard, sent on as they come; what the guard
+    withheld is logged at INFO (shortened, with the rule) and counted in `metrics`. A sentence that
+    refuses the question ("I'm sorry, but I can't assist with that.") is withheld too, and kept in
+    `refused`; one that starts like a refusal waits until it is whole. Chunks are joined by the
+    space or line break the model wrote between them: nothing is added."""
 
-    def __init__(self, guard: LeakGuard, on_chunk: OnChunk) -> None:
+    def __init__(self, guard: LeakGuard, on_chunk: OnChunk, metrics: LeakGuardMetrics | None = None) -> None:
         self.guard = guard
         self.on_chunk = on_chunk
+        self.metrics = metrics
         self.pieces: list[str] = []
         self.withheld = 0
         """Pieces the guard dropped or cut."""
         self.ended = False
         """The model started writing another turn: nothing after it is the reply."""
+        self.refused = ""
+        """The first refusal withheld from this attempt ("" if none)."""
         self._written = ""
         self._held = ""
-        self._skipping = False
-        """A piece was dropped mid-sentence: the rest of that sentence goes too, not a stray "sir."."""
+        self._gap = ""
+        """The whitespace the model wrote before the piece being screened (as `shaping.gap` keeps it)."""
+        self._skipping: Verdict | None = None
+        """A piece was dropped mid-sentence (this verdict): the rest of that sentence goes too, not a
+        stray "sir."."""
 
     @property
     def text(self) -> str:
-        return " ".join(self.pieces)
+        return "".join(self.pieces)
 
     @property
     def sentences(self) -> int:
@@ -334,12 +405,18 @@ class _SpokenReply:
         return sum(1 for sentence in complete if len(sentence.split()) > INTERJECTION_WORDS)
 
     async def say(self, chunk: str) -> None:
-        piece = f"{self._held} {chunk.strip()}".strip()
+        if not self._held:
+            self._gap = gap(chunk[: len(chunk) - len(chunk.lstrip())])
+        piece = (self._held + chunk).strip()  # a held clause and its rest, with the model's own space
         self._held = ""
-        if not _SENTENCE_END.search(piece) and self.guard.suspect(piece):
-            self._held = piece  # it may be the start of the prompt: wait for the rest of the sentence
+        if not _SENTENCE_END.search(piece) and (self.guard.suspect(piece) or self._may_refuse(piece)):
+            self._held = piece  # it may be the start of the prompt or a refusal: wait for the sentence
             return
         await self._screen(piece)
+
+    def _may_refuse(self, piece: str) -> bool:
+        starts_sentence = not self.text or _SENTENCE_END.search(self.text) is not None
+        return starts_sentence and may_start_refusal(piece)
 
     async def flush(self) -> None:
         """The reply ended: screen a clause still waiting for its sentence on its own."""
@@ -348,27 +425,52 @@ class _SpokenReply:
             await self._screen(held)
 
     def restart(self) -> None:
-        """Before generating again: nothing was spoken, so forget what was written."""
-        self.withheld, self.ended, self._written, self._held, self._skipping = 0, False, "", "", False
+        """Before generating again: forget what was written and withheld (what was spoken stays)."""
+        self.withheld, self.ended, self._written, self._held, self._skipping = 0, False, "", "", None
+        self.refused = ""
+
+    def count(self, action: str, rule: str = "none") -> None:
+        if self.metrics is not None:
+            self.metrics.count(action, rule)
 
     async def _screen(self, piece: str) -> None:
         if self.ended or not piece:
             return
         ends_sentence = _SENTENCE_END.search(piece) is not None
-        if self._skipping:
+        if self._skipping is not None:
             self._written = f"{self._written} {piece}"
-            self._skipping = not ends_sentence
+            self._withhold(piece, self._skipping, "the rest of a sentence dropped for ")
+            self._skipping = None if ends_sentence else self._skipping
             return
         verdict = self.guard.screen(piece, self.text, self._written)
+        if verdict.rule is Rule.SELF_TALK and not self.refused and is_refusal(piece):
+            # "As an AI, I don't have preferences": dropped as self-talk, named to the model as a refusal
+            self.refused = piece
         self._written = f"{self._written} {piece}"
-        self._skipping = not verdict.text and not ends_sentence
+        self._skipping = verdict if not verdict.text and not ends_sentence else None
         if verdict.changed(piece):
-            self.withheld += 1
-            _LOGGER.debug("Leak guard: %r -> %r", piece, verdict.text)
+            self._withhold(piece, verdict)
         self.ended = verdict.stop
-        if verdict.text:
-            await self.on_chunk(f" {verdict.text}" if self.pieces else verdict.text)
-            self.pieces.append(verdict.text)
+        if verdict.text and is_refusal(verdict.text):
+            self.refused = self.refused or verdict.text
+            self.withheld += 1
+            self.count("dropped", "refusal")
+            _LOGGER.info("Refusal dropped %r", _shorten(verdict.text))
+            self._skipping = None if ends_sentence else Verdict("", evidence=verdict.text)
+        elif verdict.text:
+            chunk = f"{self._gap}{verdict.text}" if self.pieces else verdict.text
+            await self.on_chunk(chunk)
+            self.pieces.append(chunk)
+
+    def _withhold(self, piece: str, verdict: Verdict, why: str = "") -> None:
+        """Count and log a piece the guard dropped (or cut: part of it is spoken)."""
+        self.withheld += 1
+        action = "cut" if verdict.text else "dropped"
+        rule = verdict.rule or "none"
+        self.count(action, rule)
+        _LOGGER.info(
+            "Leak guard %s %r (%s%s: %r)", action, _shorten(piece), why, rule, _shorten(verdict.evidence)
+        )
 
 
 # -- turns whose history the client keeps (the Ollama-compatible API) ----------------------------
@@ -417,13 +519,18 @@ async def respond_turn(
     system_prompt = build_system_prompt(persona)
     system = f"{system_prompt}\n\n{turn.context}" if turn.context else system_prompt
     messages: list[ChatMessage] = [{"role": "system", "content": system}]
+    if turn.context:  # HA's context (and the tools after it) is long: the persona once more after it
+        again = closing(persona.spec.prompt.identity, persona.spec.prompt.style, example_turns(persona))
+        messages.append({"role": "system", "content": again})
     # The persona's example turns answer in words only: with tools offered, a small model copies
     # them and stops calling (qwen-1.5b told the time rather than call GetDateTime).
     for user, assistant in () if turn.tools else example_turns(persona):
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     messages += recent_turns(turn.messages, chat.store.settings.max_turns)
     temperature = persona.llm.temperature
-    if turn.tools and asked:  # the model decides on a call: the reply to a tool's result is speech
+    # The model decides on a call (the reply to a tool's result is speech); a question that names
+    # nothing of the home is answered at the persona's own warmth, in character.
+    if turn.tools and asked and mentions_home(asked, turn.context):
         temperature = min(temperature if temperature is not None else 1.0, TOOL_TEMPERATURE)
     request = ChatRequest(
         messages=tuple(messages),
@@ -447,7 +554,7 @@ async def respond_turn(
             calls.extend(new)
             await on_tool_calls(new)
 
-    spoken = _SpokenReply(_guard(system_prompt, (persona.name, *persona.spec.aliases)), on_chunk)
+    spoken = chat._spoken_reply(persona, system_prompt, on_chunk)
     failed = await chat._speak(request, persona, spoken, max_sentences, tool_calls, lambda: bool(calls))
     if failed is not None:
         return failed
@@ -456,8 +563,8 @@ async def respond_turn(
         if repeated:  # the model only made its last call again: it was done, so say so
             _LOGGER.debug("Dropped %d repeated tool calls", repeated)
             reply = TOOL_DONE
-        else:
-            reply = speakable_piece(persona.greeting) if spoken.withheld else NO_ANSWER
+        else:  # nothing written, or withheld twice
+            reply = NO_ANSWER
         await on_chunk(reply)
     _LOGGER.debug("Reply as %s: %r, tool calls %s", persona.id, reply, [call.name for call in calls])
     return Reply(reply, persona.id, ReplySource.LLM)

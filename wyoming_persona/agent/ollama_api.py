@@ -25,9 +25,11 @@ from ..access import is_loopback, token_matches
 from ..personas import Persona
 from .backends import ToolCall
 from .chat import ClientTurn, OnChunk, OnToolCalls, PersonaChat, respond_turn
-from .commands import CommandKind, recognize
+from .commands import pinned_reply, recognize
 from .ha_context import device_context
+from .ha_shape import ShapeKeeper
 from .ollama_wire import (
+    ChatCall,
     WireError,
     base_name,
     chat_part,
@@ -61,6 +63,8 @@ CHAT = web.AppKey("chat", PersonaChat)
 STARTED = web.AppKey("started", str)
 TOKEN = web.AppKey("token", str)
 """The bearer token every request must carry; empty: none needed."""
+SHAPES = web.AppKey("shapes", ShapeKeeper)
+"""Remembers HA's prompt shape for the next start (agent/ha_shape.py); absent: not remembered."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -86,10 +90,14 @@ def check_exposure(host: str, token: str | None, unauthenticated: bool = False) 
         )
 
 
-def make_app(chat: PersonaChat, token: str | None = None) -> web.Application:
+def make_app(
+    chat: PersonaChat, token: str | None = None, shapes: ShapeKeeper | None = None
+) -> web.Application:
     app = web.Application(middlewares=[_error_middleware, _auth_middleware], client_max_size=MAX_BODY)
     app[CHAT] = chat
     app[TOKEN] = token or ""
+    if shapes is not None:
+        app[SHAPES] = shapes
     app[STARTED] = timestamp()
     app.router.add_get("/", root)
     app.router.add_get("/api/version", version)
@@ -101,13 +109,15 @@ def make_app(chat: PersonaChat, token: str | None = None) -> web.Application:
     return app
 
 
-async def start(chat: PersonaChat, host: str, port: int, token: str | None = None) -> web.AppRunner:
+async def start(
+    chat: PersonaChat, host: str, port: int, token: str | None = None, shapes: ShapeKeeper | None = None
+) -> web.AppRunner:
     """Serve the API beside the Wyoming server; the caller cleans the runner up.
 
     Handler cancellation is on, so a client that hangs up stops its reply (and the generation)
     even while the model is still reading the prompt and nothing is being written.
     """
-    runner = web.AppRunner(make_app(chat, token), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(make_app(chat, token, shapes), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -261,6 +271,16 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
     _LOGGER.debug(
         "Chat %s: %d messages, %d tools, last %r", call.model, len(history), len(call.tools), history[-1]
     )
+    try:
+        return await _chat_reply(request, chat, call, turn)
+    finally:  # after the turn: its opening is processed ahead at the next start
+        if (shapes := request.app.get(SHAPES)) is not None:
+            shapes.note(call.model, turn.context, call.tools)
+
+
+async def _chat_reply(
+    request: web.Request, chat: PersonaChat, call: ChatCall, turn: ClientTurn
+) -> web.StreamResponse:
     if call.stream:
         return await _stream_reply(request, chat, call.model, turn)
     started = time.perf_counter_ns()
@@ -333,7 +353,7 @@ def pinned_switch_reply(chat: PersonaChat, turn: ClientTurn) -> str | None:
         return None
     manager = chat.manager
     command = recognize(turn.messages[-1]["content"], manager.personas.values())
-    if command is None or command.kind is not CommandKind.SWITCH:
-        return None
-    _LOGGER.debug("Pinned model %s: switch to %s answered, not made", turn.persona_id, command.persona_id)
-    return f"This agent always answers as {manager.get(turn.persona_id).name}."
+    reply = pinned_reply(command, manager.get(turn.persona_id))
+    if reply is not None:
+        _LOGGER.debug("Pinned model %s: a switch answered, not made", turn.persona_id)
+    return reply

@@ -23,20 +23,20 @@ from .. import __version__
 from ..access import token_matches
 from ..personas import Persona, PersonaError, PersonaManager, build_system_prompt
 from ..personas.loader import MAX_FILE_BYTES, PERSONA_ID, parse_persona
+from . import studio as studio_views
 from .health import probe_all
+from .keys import HTTP, INGRESS, MANAGER, METRICS, OPENAPI, SETTINGS, STUDIO
 from .lookup import find_persona, option_labels
 from .metrics import ApiMetrics, render_merged
 from .openapi import load_openapi
 from .scrape import scrape_all
+from .session import ACCESS, Access, same_peer
 from .settings import ApiSettings
+from .studio import Studio
 
 _LOGGER = logging.getLogger(__name__)
 
-MANAGER = web.AppKey("manager", PersonaManager)
-SETTINGS = web.AppKey("settings", ApiSettings)
-METRICS = web.AppKey("metrics", ApiMetrics)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-OPENAPI = web.AppKey("openapi", bytes)
+__all__ = ["HTTP", "INGRESS", "MANAGER", "METRICS", "OPENAPI", "SETTINGS", "STUDIO", "make_app"]
 
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024
 """Largest request body: a persona file plus room for the rest of a request."""
@@ -47,8 +47,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(
-    manager: PersonaManager, settings: ApiSettings, metrics: ApiMetrics | None = None
+    manager: PersonaManager,
+    settings: ApiSettings,
+    metrics: ApiMetrics | None = None,
+    ingress: bool = False,
+    studio: Studio | None = None,
 ) -> web.Application:
+    """The API with the persona studio. `ingress`: the application behind Home Assistant's ingress
+    port, which answers only the Supervisor (`settings.ingress_peer`); it shares `metrics` and
+    `studio` (sessions, the write lock) with the API port's application."""
     app = web.Application(
         middlewares=[_metrics_middleware, _error_middleware, _auth_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -57,6 +64,8 @@ def make_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics or ApiMetrics()
     app[OPENAPI] = load_openapi()
+    app[INGRESS] = ingress
+    app[STUDIO] = studio or Studio()
     app.cleanup_ctx.append(_watch_personas)
     app.cleanup_ctx.append(_http_session)
     app.router.add_get("/api/personas", list_personas)
@@ -68,6 +77,7 @@ def make_app(
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/api/openapi.json", openapi_view)
+    studio_views.install(app)
     return app
 
 
@@ -132,22 +142,42 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Without a token only loopback peers are served (403 otherwise); with one, every request needs it.
+    """Without a token only loopback peers are served (403 otherwise); with one, every request needs it
+    (but the studio's page and files, which hold no data). The ingress port answers only the
+    Supervisor's proxy. See session.py for the studio's sessions on top.
 
     An authorised request whose declared body is over the limit is refused (413) before it is read;
     a body without a length is cut at the same limit when read.
     """
-    token = request.app[SETTINGS].token
-    if token:
-        if not token_matches(request.headers.get("Authorization", ""), token):
+    settings = request.app[SETTINGS]
+    token = settings.token
+    if request.app[INGRESS]:
+        if not same_peer(request.remote, settings.ingress_peer):
+            return json_error(
+                403, f"this port only answers Home Assistant's ingress proxy at {settings.ingress_peer}"
+            )
+        request[ACCESS] = Access.INGRESS
+    elif token:
+        if token_matches(request.headers.get("Authorization", ""), token):
+            request[ACCESS] = Access.TOKEN
+        elif _is_page(request):
+            request[ACCESS] = Access.ANONYMOUS
+        else:
             response = json_error(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="wyoming-persona"'
             return response
     elif not _is_loopback_peer(request.remote):
         return json_error(403, "no --token is set: the API only answers requests from this machine")
+    else:
+        request[ACCESS] = Access.LOCAL
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return json_error(413, f"request body larger than {MAX_FILE_BYTES} bytes")
     return await handler(request)
+
+
+def _is_page(request: web.Request) -> bool:
+    """The studio's page and files: no data in them, so a browser can load them and ask for the token."""
+    return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/studio/"))
 
 
 def _is_loopback_peer(remote: str | None) -> bool:

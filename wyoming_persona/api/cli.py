@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -11,9 +12,12 @@ import sys
 
 from ..options import add_persona_arguments, persona_manager
 from ..personas import PersonaLoadError
+from ..pins import PinnedError, add_pinned_arguments, parse_pinned
 from ..services import PORTS
 from .settings import (
     DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_STUDIO_TIMEOUT,
+    SUPERVISOR_IP,
     ApiSettings,
     MqttSettings,
     SettingsError,
@@ -61,6 +65,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HEALTH_TIMEOUT,
         help="seconds a service has to answer describe (default: %(default)s)",
     )
+    studio = parser.add_argument_group("persona studio (the page at /, and Home Assistant's ingress)")
+    studio.add_argument(
+        "--ingress-port",
+        type=int,
+        default=0,
+        help="also serve the API and the studio to Home Assistant's ingress on this port, answering only "
+        "--ingress-peer (the add-on: 8099); 0 = off (default)",
+    )
+    studio.add_argument(
+        "--ingress-host", default="0.0.0.0", help="address of the ingress port (default: %(default)s)"
+    )
+    studio.add_argument(
+        "--ingress-peer",
+        default=SUPERVISOR_IP,
+        help="the only peer the ingress port answers: the Supervisor's proxy (default: %(default)s)",
+    )
+    studio.add_argument(
+        "--studio-tts",
+        default=None,
+        metavar="URI",
+        help="the TTS service the studio previews voices with (default: the --service named tts)",
+    )
+    studio.add_argument(
+        "--studio-persona",
+        default=None,
+        metavar="URI",
+        help="the persona service the studio's chat talks to (default: the --service named persona)",
+    )
+    studio.add_argument(
+        "--studio-timeout",
+        type=float,
+        default=DEFAULT_STUDIO_TIMEOUT,
+        help="seconds the studio waits for any one answer of those services (default: %(default)s)",
+    )
+    add_pinned_arguments(
+        parser,
+        "a pinned agent of the persona service (its --pinned-persona values), shown in the studio; a bare "
+        "port is on the persona service's host (repeatable)",
+    )
     mqtt = parser.add_argument_group("mqtt")
     mqtt.add_argument(
         "--mqtt",
@@ -103,6 +146,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ApiSettings, MqttSetti
         raise SettingsError(f"--scrape names must be unique, got {scrape_names}")
     if args.health_timeout <= 0:
         raise SettingsError("--health-timeout must be greater than 0")
+    if args.studio_timeout <= 0:
+        raise SettingsError("--studio-timeout must be greater than 0")
+    if not 0 <= args.ingress_port < 65536:
+        raise SettingsError(f"--ingress-port {args.ingress_port} is out of range")
     settings = ApiSettings(
         host=args.host,
         port=args.port,
@@ -110,7 +157,18 @@ def settings_from_args(args: argparse.Namespace) -> tuple[ApiSettings, MqttSetti
         services=services,
         health_timeout=args.health_timeout,
         scrape=scrape,
+        ingress_port=args.ingress_port,
+        ingress_host=args.ingress_host,
+        ingress_peer=args.ingress_peer,
+        studio_tts=args.studio_tts,
+        studio_persona=args.studio_persona,
+        studio_timeout=args.studio_timeout,
     )
+    persona_uri = settings.service_uri("persona") or f"tcp://127.0.0.1:{PORTS['persona']}"
+    try:
+        settings = dataclasses.replace(settings, pinned=parse_pinned(args.pinned_persona, persona_uri))
+    except PinnedError as err:
+        raise SettingsError(str(err)) from None
     settings.check()
     mqtt = None
     if args.mqtt:
@@ -146,7 +204,7 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     """Serve HTTP (and MQTT) until SIGTERM or SIGINT."""
     from aiohttp import web
 
-    from .app import METRICS, make_app
+    from .app import METRICS, STUDIO, make_app
     from .mqtt import PersonaSelect, cancel_and_wait
 
     app = make_app(manager, settings)
@@ -154,6 +212,18 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+    ingress = None
+    if settings.ingress_port:
+        ingress_app = make_app(manager, settings, app[METRICS], ingress=True, studio=app[STUDIO])
+        ingress = web.AppRunner(ingress_app, access_log=None)
+        await ingress.setup()
+        await web.TCPSite(ingress, settings.ingress_host, settings.ingress_port).start()
+        _LOGGER.info(
+            "Studio for Home Assistant's ingress on http://%s:%d (only %s is answered)",
+            settings.ingress_host,
+            settings.ingress_port,
+            settings.ingress_peer,
+        )
     bridge_task = None
     if mqtt is not None:
         bridge = PersonaSelect(manager, mqtt, app[METRICS])
@@ -171,6 +241,7 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
         len(settings.services),
         f"{mqtt.host}:{mqtt.port}" if mqtt else "off",
     )
+    _LOGGER.info("Persona studio at http://%s:%d/", settings.host, settings.port)
     _LOGGER.info("Ready")
     try:
         await stop.wait()
@@ -178,6 +249,8 @@ async def serve(manager, settings: ApiSettings, mqtt: MqttSettings | None) -> No
     finally:
         if bridge_task is not None:
             await cancel_and_wait([bridge_task])
+        if ingress is not None:
+            await ingress.cleanup()
         await runner.cleanup()
 
 

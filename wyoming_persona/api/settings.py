@@ -6,9 +6,14 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 from ..access import is_loopback
+from ..pins import PinnedAgent
 from ..services import PORTS, SERVICES, Service, wyoming_services
 
 DEFAULT_HEALTH_TIMEOUT = 2.0
+DEFAULT_STUDIO_TIMEOUT = 60.0
+SUPERVISOR_IP = "172.30.32.2"
+"""Where Home Assistant's Supervisor proxies ingress requests from: its fixed address on the hassio
+network (supervisor/docker/network.py, `DOCKER_IPV4_NETWORK_MASK[2]` of 172.30.32.0/23)."""
 
 
 class SettingsError(ValueError):
@@ -40,6 +45,25 @@ class ApiSettings:
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT
     """Seconds a service has to answer `describe`, and to answer a metrics scrape."""
     scrape: tuple[ScrapeTarget, ...] = ()
+    ingress_port: int = 0
+    """Port of Home Assistant's ingress (the add-on's sidebar panel); 0: none."""
+    ingress_host: str = "0.0.0.0"
+    ingress_peer: str = SUPERVISOR_IP
+    """The one peer the ingress port answers: the Supervisor's proxy, which lets through only users
+    that Home Assistant signed in."""
+    studio_tts: str | None = None
+    """The TTS the studio's preview and chat speak with; None: the --service named tts."""
+    studio_persona: str | None = None
+    """The persona service the studio's chat talks to; None: the --service named persona."""
+    pinned: tuple[PinnedAgent, ...] = ()
+    """The persona service's pinned agents, shown in the studio."""
+    studio_timeout: float = DEFAULT_STUDIO_TIMEOUT
+    """Seconds the studio waits for any one answer of the TTS or the persona service."""
+
+    def service_uri(self, name: str) -> str | None:
+        """The studio's `tts` or `persona` service: its own flag, else the health check's service."""
+        own = {"tts": self.studio_tts, "persona": self.studio_persona}.get(name)
+        return own or next((s.uri for s in self.services if s.name == name), None)
 
     def check(self) -> None:
         """Refuse settings that would expose an unauthenticated API to the network."""

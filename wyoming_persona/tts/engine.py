@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
 
 from .. import __version__
+from ..personas.loader import check_json
 from ..personas.manager import PersonaManager
-from ..personas.model import Persona
+from ..personas.model import Persona, VoiceSpec
 from .pool import VoicePool
+from .speech_cache import SpeechCache
 from .voices import VoiceCatalog, VoiceFile, VoiceNotFoundError
 from .worker import VoiceSettings
 
@@ -22,6 +25,11 @@ PROGRAM_ATTRIBUTION = Attribution(name="wyoming-persona", url="https://github.co
 ACTIVE_VOICE = "active"
 """A voice that always speaks as the active persona: what an HA pipeline picks to follow switches,
 since HA sends the pipeline's chosen voice with every request."""
+INLINE_VOICE = "persona_voice"
+"""Our key in a synthesize or synthesize-start event: a persona's whole `voice:` section (model by
+name, speaker, speed, pitch, volume) spoken instead of `voice`, so the persona studio can play
+settings that are not saved yet. Home Assistant never sends it."""
+INLINE_LABEL = "(unsaved voice)"
 
 
 class VoiceRequestError(LookupError):
@@ -60,11 +68,15 @@ class TtsEngine:
         manager: PersonaManager,
         pool: VoicePool,
         noise: NoiseSettings = NoiseSettings(),
+        speech_cache: SpeechCache | None = None,
     ) -> None:
         self.catalog = catalog
         self.manager = manager
         self.pool = pool
         self.noise = noise
+        self.speech_cache = speech_cache
+        """Responses spoken before (a speculative reply ahead), replayed for the same text and voice;
+        None: every response is synthesized."""
         self._warned: set[str] = set()
 
     # -- requests -------------------------------------------------------------------------------
@@ -88,22 +100,43 @@ class TtsEngine:
             raise VoiceRequestError(str(err), "unknown-speaker") from None
         return Target(voice.name, voice, self._settings(speaker_id=speaker_id))
 
+    def resolve_inline(self, data: object) -> Target:
+        """The `persona_voice` of a request: validated like the `voice:` of a persona file; the model
+        must be a voice of the catalog by name (a request never makes the service open a file path)."""
+        spec, errors = check_json(data, VoiceSpec, INLINE_VOICE, Path("(request)"))
+        if errors or spec is None:
+            text = "; ".join(f"{error.field}: {error.message}" for error in errors)
+            raise VoiceRequestError(f"bad {INLINE_VOICE}: {text}", "bad-voice")
+        voices = self.catalog.voices()
+        if spec.model not in voices:
+            raise VoiceRequestError(
+                f"{INLINE_VOICE}.model: unknown voice {spec.model!r}; voices: {', '.join(sorted(voices))}",
+                "unknown-voice",
+            )
+        try:
+            return self._spec_target(INLINE_LABEL, spec, voices[spec.model])
+        except VoiceNotFoundError as err:
+            raise VoiceRequestError(f"{INLINE_VOICE}.speaker: {err}", "unknown-speaker") from None
+
     def available(self, voices: dict[str, VoiceFile] | None = None) -> list[str]:
         voices = self.catalog.voices() if voices is None else voices
         personas = self.manager.personas
         return [ACTIVE_VOICE, *personas, *(name for name in voices if name not in personas)]
 
     def _persona_target(self, persona: Persona) -> Target:
-        spec = persona.voice
         try:
-            voice = self.catalog.resolve(spec.model)
-            speaker_id = voice.speaker_id(spec.speaker)
+            voice = self.catalog.resolve(persona.voice.model)
+            return self._spec_target(persona.id, persona.voice, voice)
         except VoiceNotFoundError as err:
             raise VoiceRequestError(f"persona {persona.id!r} cannot speak: {err}", "voice-missing") from None
+
+    def _spec_target(self, label: str, spec: VoiceSpec, voice: VoiceFile) -> Target:
+        """VoiceNotFoundError for a speaker the voice does not have."""
+        speaker_id = voice.speaker_id(spec.speaker)
         settings = self._settings(
             speaker_id=speaker_id, speed=spec.speed, pitch=spec.pitch, volume=spec.volume
         )
-        return Target(persona.id, voice, settings)
+        return Target(label, voice, settings)
 
     def _settings(self, **values) -> VoiceSettings:
         return VoiceSettings(

@@ -8,6 +8,7 @@ cut once more, at its first clause, so audio starts sooner.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,13 +18,23 @@ from ..speakable import is_speakable, make_speakable, strip_emoji
 DEFAULT_MAX_PIECE_CHARS = 300
 
 
+_PAUSE_MARK = re.compile(r"(?:[,;:]|\s[-–—])[\"'”’)\]]*$")
+
+
+def pauses_after(piece: str) -> bool:
+    """The text has a pause where this piece ends: a comma, semicolon, colon or spaced dash. A piece
+    cut before "because" or "for" has none, and its join gets none."""
+    return _PAUSE_MARK.search(piece) is not None
+
+
 @dataclass(frozen=True)
 class Sentence:
     """One sentence of a response, as the pieces Piper will synthesize one call at a time."""
 
     pieces: tuple[str, ...]
     continued: bool = False
-    """It goes on a sentence whose first clauses were spoken already: join it with a comma's pause."""
+    """It goes on a sentence whose first clauses were spoken already (joined with the pause its text
+    has there: `pauses_after`)."""
     continues: bool = False
     """An early clause: the rest of its sentence follows."""
 
@@ -36,13 +47,14 @@ def _early_piece(buffer: SentenceBuffer, first: bool) -> str | None:
     """Take the next sure clause (or first phrase) of the streamed first sentence off the buffer.
 
     Even a short clause goes as soon as its mark arrives: Piper speaks "Sure," while the rest of the
-    sentence is still being written. A phrase cut before "because" or "with" is spoken with a comma.
+    sentence is still being written. A phrase cut before "because" or "with" is spoken as it is written,
+    without a comma, and joined to the rest without a pause. Called as a chunk ends: a word the text ends
+    with is whole (the agent sends a phrase with the word that ends it: "The sky is blue because").
     """
-    while (piece := take_early_piece(buffer, first)) is not None:
+    while (piece := take_early_piece(buffer, first, word_done=True)) is not None:
         text = make_speakable(piece.text)
         if is_speakable(text):
-            mark = "," if piece.is_phrase else piece.text.strip()[-1]
-            return text if text.endswith(mark) else text + mark
+            return text
     return None
 
 

@@ -42,16 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .segmenter import VadSettings
+    from .silero import SileroModelError, default_model_path
 
     try:
         settings = VadSettings(
             threshold=args.threshold, min_speech_ms=args.min_speech_ms, min_silence_ms=args.min_silence_ms
         )
-    except ValueError as err:
+        model_path = args.vad_model or default_model_path()
+        if not model_path.is_file():
+            raise SileroModelError(f"Silero VAD model not found: {model_path}")
+    except (ValueError, SileroModelError) as err:
         _LOGGER.error("%s", err)
         return 2
     limits = FrameLimits(max_payload_bytes=args.max_payload_bytes)
-    asyncio.run(_main(args.uri, args.zeroconf, args.vad_model, settings, limits, metrics_options(args)))
+    asyncio.run(_main(args.uri, args.zeroconf, model_path, settings, limits, metrics_options(args)))
     return 0
 
 

@@ -75,6 +75,11 @@ class SpeechSegmenter:
         self._candidate = 0
 
     @property
+    def silence_start(self) -> int | None:
+        """While a silence after speech is not yet confirmed: its first sample (else None)."""
+        return self._candidate if self.state is _State.STOPPING else None
+
+    @property
     def in_speech(self) -> bool:
         """True while confirmed speech has not been confirmed as ended."""
         return self.state in (_State.SPEAKING, _State.STOPPING)

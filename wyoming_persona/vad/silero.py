@@ -4,11 +4,14 @@ The model takes `input[N, 576]`: N consecutive 512-sample windows of 16 kHz audi
 last 64 samples of the window before it, and carries an LSTM state (`h`, `c`) across calls. The session
 is loaded once and shared (onnxruntime sessions are safe to run from several threads); each stream gets
 its own cheap `SileroDetector` holding the state, the context and any partial window.
+
+The file is found in the installed faster-whisper package without importing it (that import loads
+CTranslate2 and PyAV); the VAD add-on has no faster-whisper and passes the same file's path instead.
 """
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +22,22 @@ WINDOW_SAMPLES = 512
 CONTEXT_SAMPLES = 64
 WINDOW_MS = WINDOW_SAMPLES * 1000 / 16000
 _STATE_SHAPE = (1, 1, 128)
+MODEL_FILE = "silero_vad_v6.onnx"
+
+
+class SileroModelError(FileNotFoundError):
+    """No Silero model file; the message says where it was looked for and how to get it."""
 
 
 def default_model_path() -> Path:
-    """The Silero model inside the installed faster-whisper package."""
-    return Path(str(importlib.resources.files("faster_whisper") / "assets" / "silero_vad_v6.onnx"))
+    """The Silero model inside the installed faster-whisper package (found, not imported)."""
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise SileroModelError(
+            "no Silero VAD model: faster-whisper, which ships it, is not installed "
+            "(pip install 'wyoming-persona[models-vad]') and no --vad-model was given"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / MODEL_FILE
 
 
 class SileroModel:
@@ -32,7 +46,7 @@ class SileroModel:
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
         self.path = path or default_model_path()
         if not self.path.is_file():
-            raise FileNotFoundError(f"Silero VAD model not found: {self.path}")
+            raise SileroModelError(f"Silero VAD model not found: {self.path}")
         self.session = cpu_session(self.path, threads)
 
     def detector(self) -> SileroDetector:

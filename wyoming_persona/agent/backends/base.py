@@ -50,6 +50,12 @@ class ChatRequest:
     max_tokens: int | None = None
     tools: tuple[Mapping[str, Any], ...] = ()
     """Function schemas the model may call (`{"type": "function", "function": {...}}`); empty: none."""
+    avoid_openings: tuple[str, ...] = ()
+    """The reply must not start with the first token of these (a refusal being asked again); only the
+    embedded backend can keep to it, the others ignore it."""
+    preemptible: bool = False
+    """A speculative reply (agent/speculation.py): the embedded backend reads its prompt in small
+    batches, so that a real turn can stop it between two of them instead of after the whole prompt."""
 
 
 @dataclass(frozen=True)

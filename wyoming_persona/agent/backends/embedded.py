@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +22,8 @@ from typing import Any
 
 from ..models import DEFAULT_MODEL, ModelError, model_file
 from .base import BackendError, ChatRequest, Delta
-from .prompt_cache import PromptCache
+from .plain_speech import Unspeakable, plain_speech_processor, unspeakable_tokens
+from .prompt_cache import PromptCache, _common_prefix
 from .settings import DEFAULT_MAX_TOKENS, BackendKind, BackendSettings, EmbeddedSettings
 from .tool_text import ToolCallParser, render_messages, tool_names
 
@@ -29,6 +31,9 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_EXTRA_MODELS = 1
 """Persona models (`llm.model`) kept loaded besides the service model; the least recently used goes."""
+PREEMPT_BATCH = 16
+"""Prompt tokens a preemptible request reads at a time (one batch of 16 costs qwen-1.5b about 0.3 s on
+two cores, no slower per token than one batch of 64)."""
 
 
 def default_model_path() -> Path:
@@ -40,7 +45,7 @@ def service_model_path(settings: EmbeddedSettings) -> Path:
     """`model_path`, else `model` (a catalog name, joined into the cache once, or a file), else smollm2."""
     if settings.model_path is not None:
         return settings.model_path
-    return model_file(settings.model or DEFAULT_MODEL, settings.cache_dir)
+    return model_file(settings.model or DEFAULT_MODEL, settings.cache_dir, index=settings.model_index)
 
 
 def open_model(path: Path, settings: EmbeddedSettings) -> Any:
@@ -91,6 +96,8 @@ class LlamaCppChatBackend:
         self._extra: OrderedDict[Path, Any] = OrderedDict()
         """Persona models by file, least recently used first; touched only on the worker thread."""
         self._ignored: set[str] = set()
+        self._unspeakable: weakref.WeakKeyDictionary[Any, Unspeakable] = weakref.WeakKeyDictionary()
+        """Per loaded model: the tokens a spoken reply never samples (backends/plain_speech.py)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
         self.name = f"embedded llama.cpp {self._path.name}"
 
@@ -141,17 +148,29 @@ class LlamaCppChatBackend:
         except ModelError:
             return None
         llama = self._llama if path is None else self._extra.get(path)
+        if llama is not None:
+            self._unspeakable_tokens(llama)  # found now, not at the first reply
         cache = self._prompt_cache(llama) if llama is not None else None
         if cache is None:
             return None
         loads = cache.stats.loads
         try:
-            tokens = cache.warm([dict(message) for message in request.messages])
+            tokens = cache.warm(render_messages(request.messages, request.tools))  # tools as in a turn
         except _MODEL_ERRORS as err:
             _LOGGER.warning("Could not process a persona prompt ahead: %s", _describe(err))
             return None
         _LOGGER.debug("Prompt cache: %d-token prefix ready (%s)", tokens, cache.stats)
         return "loaded" if cache.stats.loads > loads else "processed"
+
+    def _unspeakable_tokens(self, llama: Any) -> Unspeakable:
+        """On the worker thread: the model's unspeakable tokens, found once per loaded model."""
+        tokens = self._unspeakable.get(llama)
+        if tokens is None:
+            started = time.monotonic()
+            tokens = self._unspeakable[llama] = unspeakable_tokens(llama)
+            elapsed = time.monotonic() - started
+            _LOGGER.debug("%d unspeakable tokens found in %.1f s", len(tokens.always), elapsed)
+        return tokens
 
     def _prompt_cache(self, llama: Any) -> PromptCache | None:
         return PromptCache.of(llama, self.settings.prompt_cache_mib, self.settings.prompt_cache_dir)
@@ -159,7 +178,7 @@ class LlamaCppChatBackend:
     def _persona_model_path(self, name: str) -> Path | None:
         """The file for a persona's `llm.model`, or None when the service model answers for it."""
         try:
-            path = model_file(name, self.settings.cache_dir)
+            path = model_file(name, self.settings.cache_dir, index=self.settings.model_index)
         except ModelError as err:
             if self.settings.strict_persona_models:
                 raise
@@ -226,7 +245,15 @@ class LlamaCppChatBackend:
         try:
             llama = self._model_for(request.model)
             arguments = self._arguments(request)
+            if not request.tools:  # a spoken reply: no markup, list layout, emoji or line break
+                first = [_first_token(llama, opening) for opening in request.avoid_openings]
+                processor = plain_speech_processor(
+                    self._unspeakable_tokens(llama), [t for t in first if t >= 0]
+                )
+                arguments["logits_processor"] = [processor]
             arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"], llama)
+            if request.preemptible:  # a speculative reply: stop between small batches of its prompt
+                _read_in_batches(llama, cancel)
             cache = self._prompt_cache(llama)
             if cache is not None:  # restore the longest processed prefix of this prompt
                 cache.prepare(arguments["messages"])
@@ -247,6 +274,8 @@ class LlamaCppChatBackend:
                         text, calls = text + rest, calls + more
                 if text or finish or calls:
                     put(Delta(text, finish, calls))
+        except _Preempted:
+            _LOGGER.debug("Generation cancelled while reading its prompt")
         except _MODEL_ERRORS as err:  # llama.cpp's own failures (e.g. context overflow): the message says it
             error = err
         except Exception as err:  # anything else is a bug or a broken model: keep the traceback
@@ -254,14 +283,60 @@ class LlamaCppChatBackend:
             error = err
         finally:
             error = _close(chunks, error)
+            if request.preemptible:
+                _read_whole(llama)
         put(_End(error))  # not reached for a BaseException: the future's callback reports that one
 
+    async def prefill(self, request: ChatRequest) -> int:
+        """Read the request's prompt into the model up to its last message's text, less its last token
+        (the words of a question still being spoken); no reply. The number of tokens read; stops
+        between batches when cancelled (a real turn, or the whole words, want the model)."""
+        cancel = threading.Event()
+        try:
+            future = self._executor.submit(self._prefill, request, cancel)
+        except RuntimeError:  # the backend is closing
+            return 0
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            cancel.set()
+            future.cancel()
+
+    def _prefill(self, request: ChatRequest, cancel: threading.Event) -> int:
+        """On the worker thread: after the prompt cache's opening, only what the model lacks is read."""
+        if cancel.is_set():
+            return 0
+        llama = self._model_for(request.model)
+        cache = self._prompt_cache(llama)
+        if cache is None:
+            return 0
+        messages = render_messages(request.messages, request.tools)
+        real = _real_llama(llama)
+        try:
+            words = real.tokenize(messages[-1]["content"].encode(), add_bos=False, special=False)
+            tokens = [*cache.prefix_of(messages), *words][:-1]
+            cache.restore(tokens)  # the persona's opening, if the model holds less of it
+            live = _common_prefix(real.input_ids[: real.n_tokens].tolist(), tokens)
+            real.n_tokens = live
+            _read_in_batches(llama, cancel)
+            real.eval(tokens[live:])
+        except _Preempted:
+            return 0
+        except _MODEL_ERRORS as err:
+            _LOGGER.debug("Could not read a question ahead: %s", _describe(err))
+            return 0
+        finally:
+            _read_whole(llama)
+            real._requires_eval = True  # the logits are not the whole prompt's: sample only after an eval
+        return len(tokens) - live
+
     def _fit_context(self, messages: list[dict], max_tokens: int, llama: Any = None) -> list[dict]:
-        """Drop the oldest exchanges (never the system prompt or the question) until the reply fits."""
+        """Drop the oldest exchanges (never the system messages or the question) until the reply fits."""
         budget = self.settings.n_ctx - max_tokens
         messages = list(messages)
-        while len(messages) > 3 and self._count_tokens(messages, llama) > budget:
-            del messages[1:3]
+        first = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
+        while len(messages) > first + 2 and self._count_tokens(messages, llama) > budget:
+            del messages[first : first + 2]
         return messages
 
     def _count_tokens(self, messages: list[dict], llama: Any = None) -> int:
@@ -297,6 +372,48 @@ class LlamaCppChatBackend:
 
 
 _MODEL_ERRORS = (BackendError, ValueError, RuntimeError, KeyError, IndexError)
+
+
+class _Preempted(Exception):
+    """A preemptible generation was cancelled between two batches of its prompt."""
+
+
+def _read_in_batches(llama: Any, cancel: threading.Event) -> None:
+    """Until `_read_whole`: the model evaluates PREEMPT_BATCH tokens at a time and checks `cancel`
+    before each batch (llama.cpp evaluates a whole prompt in one uninterruptible call otherwise)."""
+    real = _real_llama(llama)
+    evaluate = real.eval  # the model's own, or a wrapper already set on the instance (tests)
+
+    def batched(tokens) -> None:
+        for start in range(0, len(tokens), PREEMPT_BATCH):
+            if cancel.is_set():
+                raise _Preempted
+            evaluate(tokens[start : start + PREEMPT_BATCH])
+
+    real.__dict__["_eval_before_batches"] = real.__dict__.get("eval")
+    real.eval = batched
+
+
+def _read_whole(llama: Any) -> None:
+    real = _real_llama(llama)
+    if "_eval_before_batches" not in real.__dict__:
+        return
+    previous = real.__dict__.pop("_eval_before_batches")
+    if previous is None:
+        del real.eval
+    else:
+        real.eval = previous
+
+
+def _real_llama(llama: Any) -> Any:
+    """The `Llama` itself behind a delegating wrapper (the tests wrap it to watch calls)."""
+    return getattr(llama.set_cache, "__self__", llama)
+
+
+def _first_token(llama: Any, text: str) -> int:
+    """The token a reply starting with `text` starts with (-1 for none)."""
+    tokens = llama.tokenize(text.strip().encode(), add_bos=False, special=False)
+    return tokens[0] if tokens else -1
 
 
 def _close_model(llama: Any) -> None:

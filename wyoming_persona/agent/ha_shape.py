@@ -1,0 +1,188 @@
+"""Home Assistant's prompt shape for the Ollama-compatible API, kept on disk and processed at start.
+
+HA's Ollama integration opens every turn with its system message (the Assist rules and the exposed
+entities, about 1,800 tokens with the tools) behind the persona's prompt. The embedded model reads
+all of it on the first turn after a start: about 20 s for qwen-1.5b on two cores, longer than HA
+waits for a first word. So the first turn's shape (HA's context, its tools and the model names it
+asked for) is written beside the processed persona prompts, and at the next start each named persona's
+opening in that shape is processed ahead like the persona prompts are, or read back from the prompt
+folder (`backends/prompt_cache.py`): the first turn then reads only its own question.
+
+The opening is the one `respond_turn` builds (persona prompt first, HA's context after it, the tools),
+captured from `respond_turn` itself so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends import ChatRequest, Delta
+from .chat import ClientTurn, PersonaChat, respond_turn
+
+_LOGGER = logging.getLogger(__name__)
+
+FILE_NAME = "ha-prompt-shape.json"
+VERSION = 1
+MAX_MODELS = 4
+"""Model names remembered (each is processed at start, so each costs a prompt's processing once)."""
+
+
+@dataclass(frozen=True)
+class PromptShape:
+    """What HA put before the user's words: its context (already without HA's generic lines) and tools,
+    and the model names (personas) it asked for, the latest first."""
+
+    models: tuple[str, ...]
+    context: str
+    tools: tuple[Mapping[str, Any], ...]
+
+    def same_prompt(self, other: PromptShape | None) -> bool:
+        return other is not None and (self.context, self.tools) == (other.context, other.tools)
+
+
+class ShapeFile:
+    """The shape on disk (JSON, written atomically); a missing or bad file is no shape (and a warning)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / FILE_NAME
+
+    def load(self) -> PromptShape | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            _LOGGER.warning("Ignoring %s: %s", self.path, err)
+            return None
+        try:
+            if data.get("version") != VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+            models, context, tools = data["models"], data["context"], data["tools"]
+            if not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+                raise ValueError("models must be a list of names")
+            if not isinstance(context, str) or not isinstance(tools, list):
+                raise ValueError("context must be text and tools a list")
+            if not all(isinstance(tool, dict) for tool in tools):
+                raise ValueError("each tool must be an object")
+        except (AttributeError, KeyError, ValueError) as err:
+            _LOGGER.warning("Ignoring %s: %s", self.path, err)
+            return None
+        return PromptShape(tuple(models[:MAX_MODELS]), context, tuple(tools))
+
+    def save(self, shape: PromptShape) -> None:
+        data = {"version": VERSION, "models": list(shape.models), "context": shape.context}
+        data["tools"] = [dict(tool) for tool in shape.tools]
+        temporary = self.path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            _LOGGER.warning("Could not save Home Assistant's prompt shape in %s: %s", self.path, err)
+
+
+class _Capture:
+    """A backend that keeps the request it is given and writes nothing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.requests: list[ChatRequest] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        return
+        yield  # an async generator that yields nothing
+
+    async def close(self) -> None:
+        pass
+
+
+async def opening_request(chat: PersonaChat, model: str | None, shape: PromptShape) -> ChatRequest:
+    """The request `respond_turn` makes for a first question in this shape (its question left open)."""
+    capture = _Capture(chat.backend.name)
+    shadow = copy.copy(chat)
+    shadow.backend, shadow.leak_metrics = capture, None
+    turn = ClientTurn(({"role": "user", "content": "?"},), model, shape.context, shape.tools)
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    await respond_turn(shadow, turn, ignore, ignore)
+    return capture.requests[0]
+
+
+class ShapeKeeper:
+    """Remembers HA's prompt shape as the API sees it and has its openings processed ahead."""
+
+    def __init__(self, chat: PersonaChat, folder: Path | None) -> None:
+        self.chat = chat
+        self.file = ShapeFile(folder) if folder is not None else None
+        self.shape = self.file.load() if self.file is not None else None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def can_warm(self) -> bool:
+        return getattr(self.chat.backend, "warm", None) is not None
+
+    def note(self, model: str, context: str, tools: Sequence[Mapping[str, Any]]) -> None:
+        """A turn of HA's Ollama integration: remember its shape when it is new (or a new model name),
+        and have its opening processed and saved to the prompt folder once the turn is over."""
+        if not context and not tools:
+            return
+        new = PromptShape((model,), context, tuple(tools))
+        old = self.shape
+        if new.same_prompt(old):
+            if model in old.models:
+                return
+            new = PromptShape((model, *old.models)[:MAX_MODELS], context, new.tools)
+        self.shape = new
+        _LOGGER.info(
+            "Home Assistant's prompt shape for %s is new (%d characters of context, %d tools): "
+            "processed ahead at each start from now on",
+            model,
+            len(context),
+            len(tools),
+        )
+        if self.file is not None:
+            self.file.save(new)
+        if self.can_warm and (self._task is None or self._task.done()):
+            self.start_warming()
+
+    def start_warming(self, after: asyncio.Task | None = None) -> None:
+        """Process the remembered shape's openings in the background (after `after`)."""
+        self._task = asyncio.create_task(self.warm(after), name="ha-prompt-shape")
+
+    async def warm(self, after: asyncio.Task | None = None) -> None:
+        """Process (or read back) the opening of every remembered model in the remembered shape."""
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(after)
+        shape, warm = self.shape, getattr(self.chat.backend, "warm", None)
+        if shape is None or warm is None:
+            return
+        from .ollama_api import ModelNotFound, resolve
+
+        try:
+            requests = []
+            for model in shape.models:
+                with contextlib.suppress(ModelNotFound):  # a persona deleted since
+                    requests.append(await opening_request(self.chat, resolve(self.chat, model), shape))
+            await warm(requests)
+        except Exception:  # a background task's boundary: the first turn is only slower
+            _LOGGER.exception("Could not process Home Assistant's prompt shape ahead")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
