@@ -1,7 +1,8 @@
 """Home control through a real Home Assistant: commands, state questions and chat (issue 13).
 
-    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|test5|all] [--agent persona|home|ENTITY]
-                                   [--personas pirate,butler] [--limit N] [--tts] [--out FILE]
+    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|test5|all]
+                                   [--agent persona|home|ENTITY] [--personas pirate,butler] [--limit N]
+                                   [--tts] [--out FILE]
 
 Needs the HA harness running (/work/shared/ha-harness: `run.sh start .`; for `--agent home` alone
 `--services none` is enough). Items come from bench/home_commands.yaml. For each item the bench resets
