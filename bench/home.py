@@ -630,9 +630,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument(
-        "--set", choices=(*SETS, "all"), default="dev", dest="set_name"
-    )
+    parser.add_argument("--set", choices=(*SETS, "all"), default="dev", dest="set_name")
     parser.add_argument("--agent", default="persona", help="pipeline.sh --agent: persona, home, an entity id")
     parser.add_argument("--personas", default="", help="comma-separated persona ids, one pass each")
     parser.add_argument("--limit", type=int, help="only the first N items of the set")
