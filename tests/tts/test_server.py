@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from wyoming.info import Info
 from wyoming_persona.personas.manager import PersonaManager
 from wyoming_persona.tts.handler import ResponseSettings
 from wyoming_persona.tts.pool import VoicePool
+from wyoming_persona.tts.voices import VoiceCatalog, VoiceFile
+from wyoming_persona.tts.worker import PiperWorker, VoiceSettings
 
 from .conftest import (
     COPY,
@@ -177,6 +180,32 @@ async def test_pool_shares_models_and_never_reloads_when_alternating(
     finally:
         await client.close()
         await svc.server.close()
+
+
+async def test_a_request_gone_mid_load_leaves_the_voice_loaded_for_the_next(voices_dir: Path) -> None:
+    """A client that drops while its voice loads (or a speech-ahead a real turn stopped) does not
+    throw the load away: the next request finds the voice loaded, and it was loaded once."""
+    made: list[PiperWorker] = []
+
+    def fresh_worker(voice: VoiceFile) -> PiperWorker:  # this test owns its loads
+        made.append(PiperWorker(voice))
+        return made[-1]
+
+    pool = VoicePool(2, worker_factory=fresh_worker)
+    voice = VoiceCatalog([voices_dir]).resolve(COPY)
+    try:
+        gone = asyncio.create_task(pool.get(voice))
+        await asyncio.sleep(0.05)  # the load has begun on the worker thread
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+        assert gone.cancelled()
+        async with asyncio.timeout(120):
+            worker = await pool.get(voice)
+        assert len(made) == 1 and pool.loads == 1 and pool.loaded() == [COPY]
+        spoken = await worker.synthesize("Hi.", VoiceSettings(), threading.Event())
+        assert len(spoken) > 0
+    finally:
+        pool.close()
 
 
 async def test_describe_answers_while_another_client_is_served(service: Service) -> None:

@@ -18,8 +18,8 @@ PoolKey = tuple[str, str]
 class VoicePool:
     """Loaded voices keyed by model and config file; personas on the same model share one worker.
 
-    A per-key lock with a second look after locking means concurrent requests for a voice load it
-    once. `loads` counts real loads so tests and the bench can show that switching costs none.
+    Concurrent requests for a voice share one load. `loads` counts real loads so tests and the bench
+    can show that switching costs none.
     """
 
     def __init__(self, max_voices: int = 4, worker_factory: Callable[[VoiceFile], PiperWorker] = PiperWorker):
@@ -28,7 +28,7 @@ class VoicePool:
         self.max_voices = max_voices
         self._worker_factory = worker_factory
         self._workers: OrderedDict[PoolKey, PiperWorker] = OrderedDict()
-        self._locks: dict[PoolKey, asyncio.Lock] = {}
+        self._loading: dict[PoolKey, asyncio.Task[PiperWorker]] = {}
         self.loads = 0
         self.evictions = 0
 
@@ -45,24 +45,31 @@ class VoicePool:
         worker = self._hit(key)
         if worker is not None:
             return worker
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            worker = self._hit(key)
-            if worker is not None:
-                return worker
-            worker = self._worker_factory(voice)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            try:
-                await worker.load()
-            except BaseException:
-                worker.close()
-                raise
-            self.loads += 1
-            _LOGGER.info("Loaded voice %s in %.2f s", voice.name, loop.time() - started)
-            self._workers[key] = worker
-            self._evict()
-            return worker
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.create_task(self._load(key, voice), name=f"load-voice-{voice.name}")
+            self._loading[key] = loading
+            loading.add_done_callback(_retrieved)  # every waiter may have gone: its error is theirs
+        # Shielded: a request that goes away mid-load does not throw the load away (its thread runs on
+        # regardless); the voice lands in the pool for the next request.
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: PoolKey, voice: VoiceFile) -> PiperWorker:
+        worker = self._worker_factory(voice)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await worker.load()
+        except BaseException:
+            worker.close()
+            raise
+        finally:
+            del self._loading[key]
+        self.loads += 1
+        _LOGGER.info("Loaded voice %s in %.2f s", voice.name, loop.time() - started)
+        self._workers[key] = worker
+        self._evict()
+        return worker
 
     def _hit(self, key: PoolKey) -> PiperWorker | None:
         worker = self._workers.get(key)
@@ -81,3 +88,8 @@ class VoicePool:
         for worker in self._workers.values():
             worker.close()
         self._workers.clear()
+
+
+def _retrieved(task: asyncio.Task[PiperWorker]) -> None:
+    if not task.cancelled():
+        task.exception()
