@@ -170,6 +170,39 @@ async def test_two_leaking_replies_give_the_no_answer_line_and_no_history(manage
     assert any("the question is not answered" in line for line in logged), logged
 
 
+async def test_who_are_you_withheld_twice_is_answered_by_the_greeting(manager):
+    """Its own introduction withheld twice ("I'm an artificial intelligence..."), the persona
+    introduces itself with its greeting rather than saying it has no answer."""
+    manager.set_active("robot")
+    robot = manager.get("robot")
+    prompt = build_system_prompt(robot)
+    rules = prompt.removeprefix(robot.spec.prompt.identity)  # its identity would be an answer
+    backend = ScriptedBackend(rules, rules)
+    chat = PersonaChat(manager, backend, ConversationStore())
+    chunks: list[str] = []
+    reply = await chat.respond("Good morning! Who are you?", "c", _collect(chunks))
+    assert chunks == [reply.text] == [robot.greeting] != [NO_ANSWER]
+    assert chat.store.turns("c", "robot") == []
+
+
+async def test_asked_who_it_is_the_persona_may_say_its_identity_but_not_its_rules(manager):
+    """Seen through HA: "Who are you?" -> "I am Sunny Side, a cheerful morning person..." was cut to
+    "I am Sunny Side," (the identity line is in the prompt). Asked who it is, its identity is the
+    answer; its style lines stay guarded, and asked anything else the identity is guarded too."""
+    manager.set_active("robot")
+    robot = manager.get("robot")
+    identity = robot.spec.prompt.identity.removeprefix("You are ")
+    style = robot.spec.prompt.style[0]
+    introduction = f"I am {identity}"
+    backend = ScriptedBackend(f"{introduction} {style}", introduction, introduction)
+    chat = PersonaChat(manager, backend, ConversationStore())
+    chunks: list[str] = []
+    reply = await chat.respond("Good morning! Who are you?", "c", _collect(chunks))
+    assert reply.text == introduction
+    reply = await chat.respond("Tell me a joke.", "d", _collect(chunks))
+    assert identity not in reply.text
+
+
 async def test_the_ollama_api_turn_gets_the_no_answer_line_too(manager):
     manager.set_active("pirate")
     prompt = build_system_prompt(manager.get("pirate"))

@@ -55,6 +55,22 @@ def test_edit_on_disk_is_picked_up_without_restart(personas_dir: Path, state_dir
     assert "newbie" in mgr.personas
 
 
+def test_a_persona_made_and_switched_to_by_another_process_answers_at_once(
+    personas_dir: Path, state_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The studio saves a persona and makes it active; the agent's next request (before its
+    watcher polls) speaks as it instead of falling back to the default."""
+    agent = manager(personas_dir, state_dir, interval=3600)
+    studio = manager(personas_dir, state_dir, interval=3600)
+    (personas_dir / "newbie.yaml").write_text("name: Newbie\nprompt:\n  identity: You are new.\n")
+    studio.reload()
+    studio.set_active("newbie")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert agent.refresh_state().id == "newbie"
+    assert "default persona" not in caplog.text
+
+
 def test_first_load_of_a_broken_folder_fails_loudly(personas_dir: Path, state_dir: Path) -> None:
     (personas_dir / "coach.yaml").write_text("name: Coach\n", encoding="utf-8")
     with pytest.raises(PersonaLoadError, match=r"coach.yaml:1:1: prompt: required field is missing"):

@@ -46,6 +46,11 @@ REGENERATE_TEMPERATURE = 0.7
 NO_ANSWER = "Sorry, I have no answer to that."
 """Said when the model wrote nothing to speak, or the leak guard withheld both attempts: an honest
 "no answer" rather than the greeting, which answers nothing."""
+_ASKS_WHO = re.compile(
+    r"\b(?:who|what) (?:are|r) (?:you|u)\b|\byour name\b|\bintroduce yourself\b", re.IGNORECASE
+)
+"""A question the persona's greeting answers, when the model's own answer was withheld twice (seen
+through HA: "Who are you?" -> "I'm an artificial intelligence..." twice, then no answer)."""
 LOGGED_CHARS = 60
 """A withheld piece is logged at INFO shortened to this many characters."""
 PHRASE_MAX_TOKENS = 40
@@ -219,20 +224,26 @@ class PersonaChat:
             conversation_id, persona.id, system_prompt, text, examples=example_turns(persona)
         )
         request = persona_request(persona, messages, max_tokens)
-        spoken = self._spoken_reply(persona, system_prompt, on_chunk)
+        spoken = self._spoken_reply(persona, system_prompt, on_chunk, asked_who=bool(_ASKS_WHO.search(text)))
         failed = await self._speak(request, persona, spoken, max_sentences)
         if failed is not None:
             return failed
         reply = spoken.text
         if not reply:  # nothing written, or withheld twice: not stored, the question is not answered
-            reply = NO_ANSWER
+            reply = speakable_piece(persona.greeting) if _ASKS_WHO.search(text) else NO_ANSWER
             await on_chunk(reply)
         else:
             self.store.add_turn(conversation_id, persona.id, text, reply)
         _LOGGER.debug("Reply as %s: %s", persona.id, reply)
         return Reply(reply, persona.id, ReplySource.LLM)
 
-    def _spoken_reply(self, persona: Persona, system_prompt: str, on_chunk: OnChunk) -> _SpokenReply:
+    def _spoken_reply(
+        self, persona: Persona, system_prompt: str, on_chunk: OnChunk, asked_who: bool = False
+    ) -> _SpokenReply:
+        """`asked_who`: the user asked who the persona is, so its identity ("I am Sunny Side, a cheerful
+        morning person...") is the answer, not a leak; the rest of the prompt is still guarded."""
+        if asked_who:
+            system_prompt = system_prompt.replace(persona.spec.prompt.identity, "")
         guard = _guard(system_prompt, (persona.name, *persona.spec.aliases))
         return _SpokenReply(guard, on_chunk, self.leak_metrics)
 

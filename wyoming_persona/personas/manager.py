@@ -162,6 +162,13 @@ class PersonaManager:
         view = self._view
         stored, state_print = self._read_state(view.stored, view.state_print)
         if stored != view.stored:
+            if stored.persona_id is not None and stored.persona_id not in view.snapshot.personas:
+                # Made a moment ago by another process (the studio saves, then switches): look at
+                # the folder now rather than fall back until the watcher's next poll.
+                fingerprint = self._fingerprint()
+                if fingerprint not in (view.snapshot.fingerprint, self._failed):
+                    self._reload_locked(fingerprint)
+                    view = self._view
             self._view = self._resolve(view.snapshot, stored, state_print)
         elif state_print != view.state_print:
             self._view = _View(view.snapshot, view.active, stored, state_print)
