@@ -103,6 +103,17 @@ async def test_a_refusal_is_never_spoken_and_asked_again_with_the_refusal_named(
     assert "butler refused" in caplog.text
 
 
+async def test_a_refusal_after_a_greeting_is_asked_again_and_joined_with_a_space(manager):
+    """Seen through HA: "Hello! How about you?" spoken, then a refusal; the second reply went on
+    straight after it ("How about you?Good evening..."), which the TTS reads as one word."""
+    backend = ScriptedBackend(f"Hello! How about you? {REFUSAL}", "Good evening, I am here to help.")
+    chat = PersonaChat(manager, backend, ConversationStore())
+    chunks: list[str] = []
+    reply = await chat.respond("Hello there, how are you today?", "c", _collect(chunks))
+    assert reply.text == "Hello! How about you? Good evening, I am here to help."
+    assert "".join(chunks) == reply.text and len(backend.requests) == 2
+
+
 async def test_two_refusals_give_the_no_answer_line(manager):
     backend = ScriptedBackend(REFUSAL, REFUSAL)
     chat = PersonaChat(manager, backend, ConversationStore())

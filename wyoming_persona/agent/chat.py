@@ -401,6 +401,9 @@ class _SpokenReply:
         self._held = ""
         self._gap = ""
         """The whitespace the model wrote before the piece being screened (as `shaping.gap` keeps it)."""
+        self._resumed = False
+        """Generating again after something was spoken ("Hello!"): the new reply's first piece, which
+        the model wrote with no space before it, goes on after one (not "Hello!Good evening")."""
         self._skipping: Verdict | None = None
         """A piece was dropped mid-sentence (this verdict): the rest of that sentence goes too, not a
         stray "sir."."""
@@ -439,6 +442,7 @@ class _SpokenReply:
         """Before generating again: forget what was written and withheld (what was spoken stays)."""
         self.withheld, self.ended, self._written, self._held, self._skipping = 0, False, "", "", None
         self.refused = ""
+        self._resumed = bool(self.pieces)
 
     def count(self, action: str, rule: str = "none") -> None:
         if self.metrics is not None:
@@ -469,7 +473,9 @@ class _SpokenReply:
             _LOGGER.info("Refusal dropped %r", _shorten(verdict.text))
             self._skipping = None if ends_sentence else Verdict("", evidence=verdict.text)
         elif verdict.text:
-            chunk = f"{self._gap}{verdict.text}" if self.pieces else verdict.text
+            space = self._gap or (" " if self._resumed else "")
+            self._resumed = False
+            chunk = f"{space}{verdict.text}" if self.pieces else verdict.text
             await self.on_chunk(chunk)
             self.pieces.append(chunk)
 
