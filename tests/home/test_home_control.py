@@ -117,3 +117,15 @@ def test_which_devices_are_on_names_only_those(home):
     fact, intent = plan(RecognizedIntent("HassGetState", {"domain": "light", "state": "on"}), home)
     assert intent is None
     assert fact.plain() == "The lights that are on are the living room lamp."
+
+
+def test_a_thermostat_that_is_off_is_said_to_be_off() -> None:
+    """ "Is the heating on?" with the heating off was answered "set to 21 degrees" (a held-out run)."""
+    from wyoming_persona.home.lines import spoken_state
+    from wyoming_persona.home.model import HomeEntity
+
+    attributes = {"temperature": 21, "current_temperature": 19.5}
+    off = HomeEntity("climate.thermostat", "Thermostat", "off", attributes=attributes)
+    heating = HomeEntity("climate.thermostat", "Thermostat", "heat", attributes=attributes)
+    assert spoken_state(off) == "off, and it is 19.5 degrees now"
+    assert spoken_state(heating) == "set to 21 degrees, and it is 19.5 degrees now"

@@ -93,3 +93,28 @@ def test_a_command_after_a_remark(recognizer, home, text, slots):
 @pytest.mark.parametrize("text", ["Shut up", "Turn it off.", "Switch that on"])
 def test_no_unknown_device_is_made_of_a_pronoun_or_a_particle(recognizer, home, text):
     assert recognizer.recognize(text, home) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "slots"),
+    [
+        ("Could you check whether the garage door is open?", {"name": "Garage Door", "state": "open"}),
+        ("Do you know if the coffee maker is on?", {"name": "Coffee Machine", "state": "on"}),
+        ("Please find out if the kitchen light is on.", {"name": "Kitchen Light", "state": "on"}),
+    ],
+)
+def test_a_request_to_find_out_is_a_state_question(recognizer, home, text, slots):
+    """Its "if" asks; it is no condition (a held-out run: "I'll check the garage door for you", and
+    nothing was checked). A question never acts."""
+    found = recognizer.recognize(text, home)
+    assert found is not None and (found.name, found.slots) == ("HassGetState", slots)
+    assert recognizer.recognize("If the garage door is open, close it.", home) is None
+
+
+def test_a_turn_on_with_a_percentage_sets_the_brightness(recognizer, home):
+    """The templates hear only "switch on the lamp"; the percentage said with it is the brightness."""
+    found = recognizer.recognize("Switch on the living room lamp, nice and dim, maybe 15 percent.", home)
+    assert found is not None
+    assert (found.name, found.slots) == ("HassLightSet", {"name": "Living Room Lamp", "brightness": 15})
+    found = recognizer.recognize("Switch on the kitchen light.", home)
+    assert found is not None and found.name == "HassTurnOn"

@@ -122,7 +122,7 @@ def spoken_state(entity: HomeEntity) -> str:
         target, current = attributes.get("temperature"), attributes.get("current_temperature")
         if target is None:
             return state
-        words = f"set to {number(target)} degrees"
+        words = "off" if state == "off" else f"set to {number(target)} degrees"  # "is the heating on?"
         return f"{words}, and it is {number(current)} degrees now" if current is not None else words
     try:
         value = float(state)

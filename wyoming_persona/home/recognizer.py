@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .intents import HOME_INTENTS, RecognizedIntent, Source
 from .loose import KIND_WORDS, recognize_loosely
 from .model import HomeSnapshot, normalize_name
-from .request import Form, Judgement, judge, judge_utterance, split_clauses
+from .request import Form, Judgement, embedded_question, judge, judge_utterance, split_clauses
 
 _THING = r"(?:the |my |our )?(?P<name>[\w']+(?: [\w']+){0,3}?)"
 _ON_OFF = r"(?P<switch>on|off)"
@@ -107,6 +107,7 @@ class IntentRecognizer:
             )
             if intent is None or not _allowed(intent, candidate.judgement):
                 continue
+            intent = _with_brightness(intent, text, home)
             return dataclasses.replace(intent, text=text, exact=intent.exact and candidate.exact)
         for candidate in found:
             if candidate.judgement.acts and (intent := self._unknown_device(candidate.text)) is not None:
@@ -153,6 +154,9 @@ class IntentRecognizer:
         return RecognizedIntent(result.intent.name, slots, text, source=Source.TEMPLATES)
 
 
+_PERCENT = re.compile(r"\b(\d{1,3}) ?(?:%|percent\b)")
+
+
 def candidates(text: str, home: HomeSnapshot) -> list[Candidate]:
     """What to match, in order: the utterance, then each clause from the last: "I'm going to bed, turn
     off the bedroom light" ends in a command. Each carries its form within the utterance. A clause with
@@ -161,6 +165,8 @@ def candidates(text: str, home: HomeSnapshot) -> list[Candidate]:
     can you turn the light on")."""
     parts = split_clauses(text)
     found = [Candidate(text, judge(text) if len(parts) > 1 else judge_utterance(parts or [text], 0))]
+    if (asked := embedded_question(text)) is not None:  # "can you check if the door is closed?"
+        found.append(Candidate(asked, Judgement(Form.QUESTION, "embedded question"), exact=False))
     if len(parts) < 2:
         return found
     spoken = f" {normalize_name(text)} "
@@ -176,6 +182,19 @@ def candidates(text: str, home: HomeSnapshot) -> list[Candidate]:
         if len(areas) == 1 and f" {normalize_name(areas[0])} " not in said:
             found.append(Candidate(f"{part} in the {areas[0]}", judgement, exact=False))
     return found
+
+
+def _with_brightness(intent: RecognizedIntent, text: str, home: HomeSnapshot) -> RecognizedIntent:
+    """ "Switch on the bedroom light, but just low, like 10%": the templates hear only the turn-on; the
+    percentage the user said is the brightness to turn it on at."""
+    said = _PERCENT.search(text)
+    entity = home.by_name(str(intent.slots.get("name", "")))
+    if intent.name != "HassTurnOn" or said is None or entity is None or entity.domain != "light":
+        return intent
+    brightness = int(said.group(1))
+    if not 0 < brightness <= 100:
+        return intent
+    return dataclasses.replace(intent, name="HassLightSet", slots={**intent.slots, "brightness": brightness})
 
 
 def _allowed(intent: RecognizedIntent, judgement: Judgement) -> bool:

@@ -159,6 +159,20 @@ _ELSEWHERE = re.compile(
 """Places that are not this home: "the coffee machine at the office"."""
 
 
+_EMBEDDED = re.compile(
+    r"^(?:(?:can|could|would|will) you |please )?"
+    r"(?:check|see|tell me|find out|let me know|look|do you know|any idea)(?: for me)? (?:if|whether) "
+    r"(?P<subject>.+?) (?P<verb>is|are) (?P<rest>\w.*)$"
+)
+
+
+def embedded_question(text: str) -> str | None:
+    """The state question inside a request to find out: "Can you check if the garage door is closed?"
+    -> "is the garage door closed" (its "if" asks; it is no condition). None for anything else."""
+    found = _EMBEDDED.match(_LEAD_FILLER.sub("", normalize_name(_spelled(text))))
+    return f"{found['verb']} {found['subject']} {found['rest']}" if found else None
+
+
 def judge(text: str) -> Judgement:
     """The form of one clause (or a whole utterance whose first clause decides)."""
     if any(mark in text for mark in _QUOTES):
