@@ -224,13 +224,14 @@ class PersonaChat:
             conversation_id, persona.id, system_prompt, text, examples=example_turns(persona)
         )
         request = persona_request(persona, messages, max_tokens)
-        spoken = self._spoken_reply(persona, system_prompt, on_chunk, asked_who=bool(_ASKS_WHO.search(text)))
+        asked_who = _ASKS_WHO.search(text) is not None
+        spoken = self._spoken_reply(persona, system_prompt, on_chunk, asked_who=asked_who)
         failed = await self._speak(request, persona, spoken, max_sentences)
         if failed is not None:
             return failed
         reply = spoken.text
         if not reply:  # nothing written, or withheld twice: not stored, the question is not answered
-            reply = speakable_piece(persona.greeting) if _ASKS_WHO.search(text) else NO_ANSWER
+            reply = speakable_piece(persona.greeting) if asked_who else NO_ANSWER
             await on_chunk(reply)
         else:
             self.store.add_turn(conversation_id, persona.id, text, reply)
