@@ -1,6 +1,6 @@
 """Home control through a real Home Assistant: commands, state questions and chat (issue 13).
 
-    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|test5|test6|all]
+    .venv/bin/python bench/home.py [--set dev|test|test2|test3|safety|test4|safety2|test5|test6|test7|all]
                                    [--agent persona|home|ENTITY] [--personas pirate,butler] [--limit N]
                                    [--tts] [--out FILE]
 
@@ -48,7 +48,7 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_HARNESS = REPO.parent / "shared" / "ha-harness"
 DEFAULT_API = "http://127.0.0.1:11340"
 KINDS = ("command", "state", "chat")
-SETS = ("dev", "test", "test2", "test3", "safety", "test4", "safety2", "test5", "test6")
+SETS = ("dev", "test", "test2", "test3", "safety", "test4", "safety2", "test5", "test6", "test7")
 """In the order of bench/home_commands.yaml; its header says which were tuned on and which are held out."""
 HOME_DOMAINS = (
     "light",

@@ -32,7 +32,7 @@ from wyoming_persona.home.recognizer import IntentRecognizer
 from wyoming_persona.personas import PersonaManager
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT = ("test4", "safety2", "test5", "test6")
+HELD_OUT = ("test4", "safety2", "test5", "test6", "test7")
 
 
 def questions() -> tuple[list[str], list[str]]:
