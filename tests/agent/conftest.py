@@ -112,6 +112,34 @@ class RecordingBackend:
         await self.backend.close()
 
 
+class ScriptedBackend:
+    """Streams the next scripted reply word by word, as a model would; keeps every request."""
+
+    name = "scripted"
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.requests: list[ChatRequest] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        for piece in re.findall(r"\S+\s*", self.replies.pop(0)):
+            yield Delta(piece)
+        yield Delta(finish_reason="stop")
+
+    async def close(self) -> None:
+        pass
+
+
+def collecting(chunks: list[str]):
+    """An on_chunk callback that appends each chunk to `chunks`."""
+
+    async def on_chunk(chunk: str) -> None:
+        chunks.append(chunk)
+
+    return on_chunk
+
+
 # -- the Wyoming side -------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
 async def persona_server(

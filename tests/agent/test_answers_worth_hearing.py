@@ -20,35 +20,9 @@ from wyoming_persona.personas import build_system_prompt
 from wyoming_persona.personas.prompt import HELPFUL
 from wyoming_persona.service_metrics import LeakGuardMetrics, ServiceMetrics
 
-from .conftest import RecordingBackend, handled, persona_server, say
+from .conftest import RecordingBackend, ScriptedBackend, collecting, handled, persona_server, say
 
 REFUSAL = "I'm sorry, but I can't assist with that."
-
-
-class ScriptedBackend:
-    """Streams the next scripted reply word by word, as a model would; keeps every request."""
-
-    name = "scripted"
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.requests: list[ChatRequest] = []
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        self.requests.append(request)
-        for piece in re.findall(r"\S+\s*", self.replies.pop(0)):
-            yield Delta(piece)
-        yield Delta(finish_reason="stop")
-
-    async def close(self) -> None:
-        pass
-
-
-def _collect(chunks: list[str]):
-    async def on_chunk(chunk: str) -> None:
-        chunks.append(chunk)
-
-    return on_chunk
 
 
 def counted(metrics: ServiceMetrics, action: str, rule: str) -> float:
@@ -90,7 +64,7 @@ async def test_a_refusal_is_never_spoken_and_asked_again_with_the_refusal_named(
     chat = PersonaChat(manager, backend, ConversationStore(), leak_metrics=LeakGuardMetrics(metrics))
     chunks: list[str] = []
     with caplog.at_level(logging.INFO, logger="wyoming_persona.agent.chat"):
-        reply = await chat.respond("How long should I boil an egg?", "c", _collect(chunks))
+        reply = await chat.respond("How long should I boil an egg?", "c", collecting(chunks))
     assert reply.text == "Six minutes for a soft yolk, sir." and "".join(chunks) == reply.text
     first, second = backend.requests
     assert second.messages[: len(first.messages)] == first.messages, "the processed prompt is reused"
@@ -109,7 +83,7 @@ async def test_a_refusal_after_a_greeting_is_asked_again_and_joined_with_a_space
     backend = ScriptedBackend(f"Hello! How about you? {REFUSAL}", "Good evening, I am here to help.")
     chat = PersonaChat(manager, backend, ConversationStore())
     chunks: list[str] = []
-    reply = await chat.respond("Hello there, how are you today?", "c", _collect(chunks))
+    reply = await chat.respond("Hello there, how are you today?", "c", collecting(chunks))
     assert reply.text == "Hello! How about you? Good evening, I am here to help."
     assert "".join(chunks) == reply.text and len(backend.requests) == 2
 
@@ -118,7 +92,7 @@ async def test_two_refusals_give_the_no_answer_line(manager):
     backend = ScriptedBackend(REFUSAL, REFUSAL)
     chat = PersonaChat(manager, backend, ConversationStore())
     chunks: list[str] = []
-    reply = await chat.respond("What is thunder?", "c", _collect(chunks))
+    reply = await chat.respond("What is thunder?", "c", collecting(chunks))
     assert chunks == [reply.text] == [NO_ANSWER]
     assert len(backend.requests) == 2
 
@@ -127,7 +101,7 @@ async def test_a_sentence_that_only_starts_like_a_refusal_is_spoken_whole(manage
     backend = ScriptedBackend("I'm sorry to hear that, champ! Drink some water and rest.")
     chat = PersonaChat(manager, backend, ConversationStore())
     chunks: list[str] = []
-    reply = await chat.respond("I'm feeling a bit low.", "c", _collect(chunks))
+    reply = await chat.respond("I'm feeling a bit low.", "c", collecting(chunks))
     assert chunks[0] == "I'm sorry to hear that, champ!", "held until the sentence was whole"
     assert reply.text == "I'm sorry to hear that, champ! Drink some water and rest."
     assert len(backend.requests) == 1
@@ -215,7 +189,7 @@ def test_a_retried_refusal_cannot_start_the_same_way() -> None:
 async def test_the_retry_asks_the_backend_not_to_open_with_the_refusal(manager):
     backend = ScriptedBackend("I don't have a favorite color.", "Blue, like the sea.")
     chat = PersonaChat(manager, backend, ConversationStore())
-    reply = await chat.respond("What's your favorite color?", "c", _collect([]))
+    reply = await chat.respond("What's your favorite color?", "c", collecting([]))
     assert reply.text == "Blue, like the sea."
     assert backend.requests[0].avoid_openings == ()
     assert backend.requests[1].avoid_openings == ("I don't have a favorite color.",)
