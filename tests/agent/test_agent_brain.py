@@ -14,8 +14,7 @@ from wyoming_persona.agent.chat import ChatSettings, PersonaChat, wants_detail
 from wyoming_persona.agent.history import ConversationStore
 from wyoming_persona.personas import persona_messages
 
-from .conftest import CountingLlama, handled, persona_server, say
-from .test_agent_leak_guard import ScriptedBackend, _collect
+from .conftest import CountingLlama, ScriptedBackend, collecting, handled, persona_server, say
 
 LONG = "Arr, that be Rome. It sits on seven hills. The Tiber runs through it. Caesar lived there."
 
@@ -24,7 +23,7 @@ async def test_a_reply_stops_after_two_sentences(manager):
     manager.set_active("pirate")
     chat = PersonaChat(manager, ScriptedBackend(LONG), ConversationStore())
     chunks: list[str] = []
-    reply = await chat.respond("What is the capital of Italy?", "c", _collect(chunks))
+    reply = await chat.respond("What is the capital of Italy?", "c", collecting(chunks))
     assert reply.text == "Arr, that be Rome. It sits on seven hills." == "".join(chunks)
 
 
@@ -34,7 +33,7 @@ async def test_a_greeting_does_not_crowd_out_the_answer(manager):
     text = "Ahoy, me hearty! I'm Captain Barnacle, matey. Rome be the capital. It sits on hills."
     backend = ScriptedBackend(text)
     chat = PersonaChat(manager, backend, ConversationStore())
-    reply = await chat.respond("Who are you and what's the capital of Italy?", "c", _collect([]))
+    reply = await chat.respond("Who are you and what's the capital of Italy?", "c", collecting([]))
     assert reply.text == "Ahoy, me hearty! I'm Captain Barnacle, matey. Rome be the capital."
 
 
@@ -42,7 +41,7 @@ async def test_asking_for_more_gets_more(manager):
     manager.set_active("pirate")
     backend = ScriptedBackend(LONG)
     chat = PersonaChat(manager, backend, ConversationStore(), ChatSettings(detail_sentences=3))
-    reply = await chat.respond("Tell me more about Rome.", "c", _collect([]))
+    reply = await chat.respond("Tell me more about Rome.", "c", collecting([]))
     assert reply.text == "Arr, that be Rome. It sits on seven hills. The Tiber runs through it."
     assert backend.requests[0].max_tokens == 3 * manager.get("pirate").llm.max_reply_tokens
 

@@ -13,7 +13,7 @@ from wyoming_persona.agent.leak_guard import NGRAM, LeakGuard, Rule, Verdict, wo
 from wyoming_persona.agent.shaping import ReplyShaper
 from wyoming_persona.personas import build_system_prompt
 
-from .test_agent_leak_guard import ScriptedBackend, _collect
+from .conftest import ScriptedBackend, collecting
 
 ANSWERS = (
     # tech: the names and words the guard's self-talk patterns are about, said of someone else
@@ -116,7 +116,7 @@ async def test_ordinary_answers_are_spoken_whole_through_the_chat(manager, perso
         backend = ScriptedBackend(answer, answer)
         chat = PersonaChat(manager, backend, ConversationStore())
         chunks: list[str] = []
-        reply = await chat.respond("A question.", f"c{number}", _collect(chunks))
+        reply = await chat.respond("A question.", f"c{number}", collecting(chunks))
         if reply.text != _shaped(answer) or "".join(chunks) != reply.text or len(backend.requests) > 1:
             cut.append((answer, reply.text, len(backend.requests)))
     assert not cut, "\n".join(map(str, cut))
