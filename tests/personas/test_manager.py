@@ -71,6 +71,18 @@ def test_a_persona_made_and_switched_to_by_another_process_answers_at_once(
     assert "default persona" not in caplog.text
 
 
+async def test_a_persona_made_by_another_process_is_found_for_a_request_at_once(
+    personas_dir: Path, state_dir: Path
+) -> None:
+    """The studio saves a persona and chats with it at once (its chat pins that persona): the agent
+    looks in the folder before calling it unknown (a fresh-clone CI run failed on this race)."""
+    agent = manager(personas_dir, state_dir, interval=3600)
+    (personas_dir / "newbie.yaml").write_text("name: Newbie\nprompt:\n  identity: You are new.\n")
+    assert (await agent.lookup("newbie")).name == "Newbie"
+    with pytest.raises(UnknownPersonaError):
+        await agent.lookup("wizard")
+
+
 def test_first_load_of_a_broken_folder_fails_loudly(personas_dir: Path, state_dir: Path) -> None:
     (personas_dir / "coach.yaml").write_text("name: Coach\n", encoding="utf-8")
     with pytest.raises(PersonaLoadError, match=r"coach.yaml:1:1: prompt: required field is missing"):

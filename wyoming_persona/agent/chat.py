@@ -155,11 +155,9 @@ class PersonaChat:
 
     async def persona_for(self, devices: Iterable[str] = (), pinned: str | None = None) -> Persona:
         """The persona that answers a turn: the pinned one, else the room's, else the active one."""
-        return (
-            (self.manager.get(pinned) if pinned else None)
-            or self._room_persona(devices)
-            or await self.manager.current()
-        )
+        if pinned:
+            return await self.manager.lookup(pinned)
+        return self._room_persona(devices) or await self.manager.current()
 
     def _room_persona(self, devices: Iterable[str]) -> Persona | None:
         for device in devices:

@@ -128,6 +128,13 @@ class PersonaManager:
         except KeyError:
             raise UnknownPersonaError(persona_id, list(personas)) from None
 
+    async def lookup(self, persona_id: str) -> Persona:
+        """`get` for a request: a persona made a moment ago by another process (the studio saves, then
+        chats with it) is looked for on disk before it is called unknown."""
+        if persona_id not in self._view.snapshot.personas:
+            await asyncio.to_thread(self.refresh)
+        return self.get(persona_id)
+
     def active(self) -> Persona:
         """The persona every service should speak as right now (the shared state, as of the last refresh)."""
         return self._view.active
