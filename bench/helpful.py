@@ -61,7 +61,7 @@ from persona import (
 from wyoming_persona.agent.leak_guard import COMMON_WORDS
 
 DEFAULT_QUESTIONS = REPO / "bench" / "helpful_questions.yaml"
-PARTS = ("tuned", "held_out")
+PARTS = ("tuned", "held_out", "held_out2")
 STEM = 5
 """Content words match by their first letters: "boil" / "boiled", "mountain" / "mountains"."""
 _QUESTION_WORDS = """good best way ways make makes made get know usually really thing things give tell

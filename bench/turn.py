@@ -9,7 +9,7 @@ The services as `make run` starts them: whisper tiny.en with `--endpointing-ms 5
 streamed in real time as a satellite would, each question followed by 0.8 s of silence. Every persona
 answers once before anything is timed, so the service's own start-up work is over.
 
-Modes (each question in each mode, their order rotating):
+Modes (each question in each mode, their order rotating, never the same question twice in a row):
 - `speculation`: the ASR of the suite, whose `--speculation-uri` names the persona service;
 - `off`: a second ASR with the same flags but no link (the persona service is the same);
 - `wrong`: the second ASR, and the bench posts the question without its last two words on the link
@@ -63,6 +63,9 @@ GOAL_MS = 700.0
 SWITCH_GOAL_MS = 500.0
 NO_SPEECH_CACHE = ("--speech-cache-mib", "0")
 """A reply said in two modes would come from the TTS's cache the second time."""
+STRIDE = 5
+"""Turns in a row ask different questions (in step i, the k-th mode asks question i + k * STRIDE): llama.cpp
+keeps the last prompt it read, so the same question asked again would find its prompt read already."""
 WRONG_AFTER_S = 0.2
 """When the wrong words are posted: about when the ASR's silence onset is seen."""
 
@@ -92,13 +95,16 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     results: dict[str, list[TurnResult]] = {mode: [] for mode in modes}
     rows: list[dict] = []
     turn = 0
+    texts = list(questions)
     for round_index in range(args.rounds):
         for persona_id in personas:
             services.switch(persona_id)
-            for text, clip in questions.items():
+            for index in range(len(texts)):
                 order = modes[turn % len(modes) :] + modes[: turn % len(modes)]
                 turn += 1
                 for mode in order:
+                    text = texts[(index + modes.index(mode) * STRIDE) % len(texts)]
+                    clip = questions[text]
                     result = await _turn(mode, clip, text, linked, plain)
                     results[mode].append(result)
                     first = result.timings.first_reply_audio

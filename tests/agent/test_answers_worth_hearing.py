@@ -57,22 +57,26 @@ def test_answers_are_not_refusals(sentence: str) -> None:
     assert not is_refusal(sentence)
 
 
+EGG = "How long should I boil an egg?"
+
+
 async def test_a_refusal_is_never_spoken_and_asked_again_with_the_refusal_named(manager, caplog):
+    """The question is said again with the refusal (without it, the retry answered an example)."""
     manager.set_active("butler")
     backend = ScriptedBackend(REFUSAL, "Six minutes for a soft yolk, sir.")
     metrics = ServiceMetrics("persona")
     chat = PersonaChat(manager, backend, ConversationStore(), leak_metrics=LeakGuardMetrics(metrics))
     chunks: list[str] = []
     with caplog.at_level(logging.INFO, logger="wyoming_persona.agent.chat"):
-        reply = await chat.respond("How long should I boil an egg?", "c", collecting(chunks))
+        reply = await chat.respond(EGG, "c", collecting(chunks))
     assert reply.text == "Six minutes for a soft yolk, sir." and "".join(chunks) == reply.text
     first, second = backend.requests
     assert second.messages[: len(first.messages)] == first.messages, "the processed prompt is reused"
     assert second.messages[len(first.messages) :] == (
         {"role": "assistant", "content": REFUSAL},
-        {"role": "user", "content": RETRY_NOTE.format(refusal=REFUSAL)},
+        {"role": "user", "content": RETRY_NOTE.format(question=EGG, refusal=REFUSAL)},
     )
-    assert chat.store.turns("c", "butler") == [("How long should I boil an egg?", reply.text)]
+    assert chat.store.turns("c", "butler") == [(EGG, reply.text)]
     assert counted(metrics, "dropped", "refusal") == counted(metrics, "regenerated", "refusal") == 1
     assert "butler refused" in caplog.text
 

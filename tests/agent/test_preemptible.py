@@ -4,6 +4,7 @@ whole prompt is read (the real SmolLM2: llama.cpp reads a prompt in one call oth
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
@@ -37,8 +38,9 @@ class Batches:
         del self._real.eval
 
 
-def request(text: str, preemptible: bool) -> ChatRequest:
-    system = f"{LONG} ({'speculative' if preemptible else 'real'} test)"  # no prefix cached across tests
+def request(text: str, preemptible: bool, test: str = "") -> ChatRequest:
+    test = test or ("speculative" if preemptible else "real")
+    system = f"{LONG} ({test} test)"  # no prefix cached across tests
     messages = ({"role": "system", "content": system}, {"role": "user", "content": text})
     return ChatRequest(messages=messages, max_tokens=4, temperature=0.0, preemptible=preemptible)
 
@@ -68,6 +70,25 @@ async def test_a_cancelled_speculation_stops_reading_its_prompt(smollm2, preempt
         assert sum(before) < prompt_tokens  # stopped partway through the prompt
     else:
         assert before[0] >= prompt_tokens  # a normal request reads its whole prompt in one go
+
+
+async def test_an_adopted_speculation_reads_the_rest_of_its_prompt_at_once(smollm2) -> None:
+    """Adopted, a speculation is a real turn's reply: the rest of its prompt is read in one call."""
+    batches = Batches(smollm2._llama)
+    smollm2._llama.reset()
+    prompt_tokens = len(smollm2._llama.tokenize(LONG.encode(), add_bos=False))
+    adopted = threading.Event()
+    speculative = dataclasses.replace(request("What is a good name", True, "adopted"), adopted=adopted)
+    try:
+        reading = asyncio.create_task(read(smollm2, speculative))
+        async with asyncio.timeout(WAIT):
+            await asyncio.to_thread(batches.first.wait, WAIT)
+        adopted.set()  # a client asked for these words
+        assert await reading
+    finally:
+        batches.remove()
+    assert batches.sizes[0] <= PREEMPT_BATCH
+    assert max(batches.sizes) > prompt_tokens // 2  # the rest at once, not batch after batch
 
 
 async def test_a_question_read_ahead_is_not_read_again(smollm2, manager) -> None:

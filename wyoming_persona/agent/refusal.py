@@ -48,9 +48,12 @@ _OPENER = re.compile(
 """How a refusal starts: a sentence starting so waits until it is whole before it is spoken."""
 
 RETRY_NOTE = (
-    'You answered "{refusal}" Do not refuse: it is an ordinary everyday question. Give a real answer now, '
-    "in your own voice, in one or two short sentences; if it asks about your taste, pick one."
+    'I asked "{question}" and you answered "{refusal}" Do not refuse: it is an ordinary everyday '
+    "question. Answer that question now, in your own voice, in one or two short sentences; if it asks "
+    "about your taste, pick one."
 )
+"""The question is said again: without it, asked what to cook for dinner, the assistant's second try
+answered its first example ("The capital of Spain is Madrid.")."""
 
 
 def is_refusal(sentence: str) -> bool:
@@ -67,8 +70,9 @@ def retry_messages(messages: tuple[ChatMessage, ...], refusal: str) -> tuple[Cha
     """The same conversation, with the refusal given back to the model and named as one. Added at the
     end, so the processed prompt (system prompt, examples, history) is reused as it is."""
     refusal = refusal.strip()
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "").strip()
     return (
         *messages,
         {"role": "assistant", "content": refusal},
-        {"role": "user", "content": RETRY_NOTE.format(refusal=refusal)},
+        {"role": "user", "content": RETRY_NOTE.format(question=question, refusal=refusal)},
     )

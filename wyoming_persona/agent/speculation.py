@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import itertools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class SpeculationGate:
 
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
+        self.adopted: threading.Event | None = None
+        """Set when a client adopts the running speculation (its request's `adopted`)."""
         self.reading: asyncio.Task | None = None
         """A question being read ahead (`Speculator.read_ahead`)."""
 
@@ -105,7 +108,8 @@ class PreemptingBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         if self.gate.task is not None and asyncio.current_task() is self.gate.task:
-            request = dataclasses.replace(request, preemptible=True)  # the speculation's own request
+            # the speculation's own request
+            request = dataclasses.replace(request, preemptible=True, adopted=self.gate.adopted)
         else:
             self.gate.preempt()
         stream = self.backend.stream(request)
@@ -156,6 +160,8 @@ class Speculation:
         self.claimed = False
         """A client asked for it while it was still being written."""
         self.started = time.monotonic()
+        self.adopted = threading.Event()
+        """Set when a client adopts it: its prompt is then read at full speed."""
         self.task: asyncio.Task | None = None
         self.speech: asyncio.Task | None = None
         """The speech ahead on the TTS service (None: not spoken ahead)."""
@@ -257,7 +263,7 @@ class Speculator:
         spec.task = asyncio.create_task(self._run(spec), name=spec.conversation_id)
         if self.ahead is not None:
             spec.speech = asyncio.create_task(self.ahead.speak(spec.words(), persona.id, spec.text_sent))
-        self.current, self.gate.task = spec, spec.task
+        self.current, self.gate.task, self.gate.adopted = spec, spec.task, spec.adopted
         self.counts["started"] += 1
         _LOGGER.debug(
             "Speculation %s: replying to %r as %s on %d earlier turns",
@@ -293,7 +299,7 @@ class Speculator:
             spec.cancel()
             self.counts["discarded"] += 1
             if self.gate.task is spec.task:
-                self.gate.task = None
+                self.gate.task = self.gate.adopted = None
 
     async def _guess(self, now: float) -> tuple[Persona, Turns]:
         """The persona and history the coming turn most likely has: the last voice turn's way."""
@@ -351,7 +357,7 @@ class Speculator:
             del self._asked[old]
         spec, self.current = self.current, None
         if spec is not None and self.gate.task is spec.task:
-            self.gate.task = None  # adopted or not, it is no speculation any more
+            self.gate.task = self.gate.adopted = None  # adopted or not, it is no speculation any more
         if spec is None and not self._heard:
             return None
         persona: Persona | None = None
@@ -368,6 +374,7 @@ class Speculator:
         why = self._mismatch(spec, text, conversation_id, persona, now)
         if why is None:
             spec.claimed = True
+            spec.adopted.set()
             if speaks_chunks and spec.speech is not None:
                 spec.speech.cancel()
             self.counts["adopted"] += 1

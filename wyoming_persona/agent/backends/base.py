@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -56,6 +57,9 @@ class ChatRequest:
     preemptible: bool = False
     """A speculative reply (agent/speculation.py): the embedded backend reads its prompt in small
     batches, so that a real turn can stop it between two of them instead of after the whole prompt."""
+    adopted: threading.Event | None = None
+    """Set when a client adopts the speculative reply: it is that turn's reply now, and the rest of
+    its prompt is read in one batch (small batches cost more in all)."""
 
 
 @dataclass(frozen=True)
