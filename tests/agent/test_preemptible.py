@@ -77,13 +77,13 @@ async def test_an_adopted_speculation_reads_the_rest_of_its_prompt_at_once(smoll
     batches = Batches(smollm2._llama)
     smollm2._llama.reset()
     prompt_tokens = len(smollm2._llama.tokenize(LONG.encode(), add_bos=False))
-    adopted = threading.Event()
-    speculative = dataclasses.replace(request("What is a good name", True, "adopted"), adopted=adopted)
+    read_whole = threading.Event()
+    speculative = dataclasses.replace(request("What is a good name", True, "adopted"), read_whole=read_whole)
     try:
         reading = asyncio.create_task(read(smollm2, speculative))
         async with asyncio.timeout(WAIT):
             await asyncio.to_thread(batches.first.wait, WAIT)
-        adopted.set()  # a client asked for these words
+        read_whole.set()  # a client adopted it: these are its words
         assert await reading
     finally:
         batches.remove()

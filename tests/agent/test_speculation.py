@@ -274,6 +274,27 @@ async def test_the_next_voice_turn_is_guessed_from_how_the_last_came(manager, ll
         assert speculator.counts["adopted"] == 3  # "new-1" missed (it assumed the kitchen), "new-2" not
 
 
+async def test_a_speculation_stays_stoppable_mid_prompt_only_while_clients_ask_soon(manager, llm) -> None:
+    """`talk` asks right after the early words: a wrong guess must stop between small batches of its
+    prompt. Home Assistant asks a second later: the prompt is read at full speed (and so at first)."""
+    async with persona_service(manager, llm) as persona:
+        speculator = persona.speculator
+        await speculator.hear("What is two and two?")
+        assert speculator.current.read_whole.is_set()  # no client seen yet: expected to ask late
+        await say(persona.port, "What is two and two?", "kitchen")
+        await speculator.hear("What is three and three?")
+        soon = speculator.current
+        assert not soon.read_whole.is_set()
+        await say(persona.port, "What is three and three?", "kitchen")
+        assert soon.read_whole.is_set()  # adopted: the rest at full speed
+        await speculator.hear("What is four and four?")
+        await asyncio.sleep(speculator.settings.stoppable_lead + 0.1)  # Home Assistant's silence wait
+        await say(persona.port, "What is four and four?", "kitchen")
+        await speculator.hear("What is five and five?")
+        assert speculator.current.read_whole.is_set()
+        assert speculator.counts["adopted"] == 3
+
+
 @contextlib.asynccontextmanager
 async def tts_service(
     personas_dir: Path, state_dir: Path

@@ -15,7 +15,10 @@ the same persona (unchanged), exactly the history that conversation has, no ques
 for its answer there, and the home has not changed since. `serve` then replays its chunks, follows the
 rest live, and records its turn in that conversation (and a question back it asked). Anything else
 cancels it at once. Every real generation stops a running speculation first (`PreemptingBackend`), so
-a speculation never holds the model while a real turn waits; a home command is only recognised ahead:
+a speculation never holds the model while a real turn waits for more than a few prompt tokens (while
+clients ask right after the early words, as `talk` does, the prompt is read 4 tokens at a time until a
+client adopts it; Home Assistant asks a second later, and then it is read at once, which is faster in
+all); a home command is only recognised ahead:
 the intent goes to Home Assistant when it asks, as always.
 
 Which conversation a satellite's next turn comes in is learnt from the turns before it: Home Assistant
@@ -74,6 +77,11 @@ class SpeculationSettings:
     """Words a client asked about this recently are not speculated on again (a late link message)."""
     unasked_limit: int = 2
     """Early transcripts in a row that nobody asked before speculation pauses."""
+    stoppable_lead: float = 0.5
+    """While clients ask within this many seconds of the early words (our `talk`, or a client that
+    ends the turn on the ASR's endpoint), a speculation reads its prompt in small batches: a real turn
+    for other words may stop it any moment. Home Assistant 2026.2 asks about a second later, and
+    before any client has asked the service expects that: the prompt is read at full speed."""
     tts_uri: str | None = None
     """The TTS service that synthesizes a speculative reply ahead; None: not synthesized ahead."""
     tts_timeout: float = 15.0
@@ -84,8 +92,8 @@ class SpeculationGate:
 
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
-        self.adopted: threading.Event | None = None
-        """Set when a client adopts the running speculation (its request's `adopted`)."""
+        self.read_whole: threading.Event | None = None
+        """The running speculation's `read_whole` (its request's)."""
         self.reading: asyncio.Task | None = None
         """A question being read ahead (`Speculator.read_ahead`)."""
 
@@ -109,7 +117,7 @@ class PreemptingBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         if self.gate.task is not None and asyncio.current_task() is self.gate.task:
             # the speculation's own request
-            request = dataclasses.replace(request, preemptible=True, adopted=self.gate.adopted)
+            request = dataclasses.replace(request, preemptible=True, read_whole=self.gate.read_whole)
         else:
             self.gate.preempt()
         stream = self.backend.stream(request)
@@ -160,8 +168,9 @@ class Speculation:
         self.claimed = False
         """A client asked for it while it was still being written."""
         self.started = time.monotonic()
-        self.adopted = threading.Event()
-        """Set when a client adopts it: its prompt is then read at full speed."""
+        self.read_whole = threading.Event()
+        """Set when its prompt need not be stoppable between small batches any more (adopted, or the
+        client is expected to ask late)."""
         self.task: asyncio.Task | None = None
         self.speech: asyncio.Task | None = None
         """The speech ahead on the TTS service (None: not spoken ahead)."""
@@ -232,6 +241,8 @@ class Speculator:
         """The last early words heard: [text, asked]; emptied when they are taken back."""
         self._unasked = 0
         """Early words in a row that were heard, not taken back, and never asked."""
+        self._lead: float | None = None
+        """Seconds from the last speculation's start to the client's turn (None: none yet)."""
 
     # -- the ASR's side -----------------------------------------------------------------------------
     async def hear(self, text: str) -> None:
@@ -263,7 +274,9 @@ class Speculator:
         spec.task = asyncio.create_task(self._run(spec), name=spec.conversation_id)
         if self.ahead is not None:
             spec.speech = asyncio.create_task(self.ahead.speak(spec.words(), persona.id, spec.text_sent))
-        self.current, self.gate.task, self.gate.adopted = spec, spec.task, spec.adopted
+        if self._lead is None or self._lead >= self.settings.stoppable_lead:
+            spec.read_whole.set()  # the client asks late: a real turn will not stop it mid-prompt
+        self.current, self.gate.task, self.gate.read_whole = spec, spec.task, spec.read_whole
         self.counts["started"] += 1
         _LOGGER.debug(
             "Speculation %s: replying to %r as %s on %d earlier turns",
@@ -299,7 +312,7 @@ class Speculator:
             spec.cancel()
             self.counts["discarded"] += 1
             if self.gate.task is spec.task:
-                self.gate.task = self.gate.adopted = None
+                self.gate.task = self.gate.read_whole = None
 
     async def _guess(self, now: float) -> tuple[Persona, Turns]:
         """The persona and history the coming turn most likely has: the last voice turn's way."""
@@ -356,8 +369,10 @@ class Speculator:
         for old in [t for t, at in self._asked.items() if now - at > self.settings.max_age]:
             del self._asked[old]
         spec, self.current = self.current, None
+        if spec is not None:
+            self._lead = now - spec.started
         if spec is not None and self.gate.task is spec.task:
-            self.gate.task = self.gate.adopted = None  # adopted or not, it is no speculation any more
+            self.gate.task = self.gate.read_whole = None  # adopted or not, it is no speculation any more
         if spec is None and not self._heard:
             return None
         persona: Persona | None = None
@@ -374,7 +389,7 @@ class Speculator:
         why = self._mismatch(spec, text, conversation_id, persona, now)
         if why is None:
             spec.claimed = True
-            spec.adopted.set()
+            spec.read_whole.set()
             if speaks_chunks and spec.speech is not None:
                 spec.speech.cancel()
             self.counts["adopted"] += 1

@@ -57,9 +57,9 @@ class ChatRequest:
     preemptible: bool = False
     """A speculative reply (agent/speculation.py): the embedded backend reads its prompt in small
     batches, so that a real turn can stop it between two of them instead of after the whole prompt."""
-    adopted: threading.Event | None = None
-    """Set when a client adopts the speculative reply: it is that turn's reply now, and the rest of
-    its prompt is read in one batch (small batches cost more in all)."""
+    read_whole: threading.Event | None = None
+    """Once set, the rest of a preemptible prompt is read in one call (small batches cost more in
+    all): a client adopted the speculative reply, or no real turn is expected to stop it soon."""
 
 
 @dataclass(frozen=True)

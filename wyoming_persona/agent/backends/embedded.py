@@ -32,10 +32,10 @@ _LOGGER = logging.getLogger(__name__)
 MAX_EXTRA_MODELS = 1
 """Persona models (`llm.model`) kept loaded besides the service model; the least recently used goes."""
 PREEMPT_BATCH = 4
-"""Prompt tokens a preemptible request reads at a time until it is adopted. On two cores qwen-1.5b
-reads 1, 4, 8 and 16 tokens in 53, 119, 211 and 247 ms: a real turn that stops a speculation waits
-0.12 s at most instead of 0.25 s (0.33 s while Whisper decodes beside it), and an unadopted
-speculation, which has Home Assistant's second-long silence wait to read in, takes longer to read."""
+"""Prompt tokens a preemptible request reads at a time until its `read_whole` is set. On two cores
+qwen-1.5b reads 1, 4, 8 and 16 tokens in 53, 119, 211 and 247 ms: a real turn that stops a speculation
+waits 0.12 s at most instead of 0.25 s (0.33 s while Whisper decodes beside it), and the speculation
+takes longer to read its prompt."""
 
 
 def default_model_path() -> Path:
@@ -255,7 +255,7 @@ class LlamaCppChatBackend:
                 arguments["logits_processor"] = [processor]
             arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"], llama)
             if request.preemptible:  # a speculative reply: stop between small batches of its prompt
-                _read_in_batches(llama, cancel, request.adopted)
+                _read_in_batches(llama, cancel, request.read_whole)
             cache = self._prompt_cache(llama)
             if cache is not None:  # restore the longest processed prefix of this prompt
                 cache.prepare(arguments["messages"])
@@ -380,10 +380,10 @@ class _Preempted(Exception):
     """A preemptible generation was cancelled between two batches of its prompt."""
 
 
-def _read_in_batches(llama: Any, cancel: threading.Event, adopted: threading.Event | None = None) -> None:
+def _read_in_batches(llama: Any, cancel: threading.Event, whole: threading.Event | None = None) -> None:
     """Until `_read_whole`: the model evaluates PREEMPT_BATCH tokens at a time and checks `cancel`
     before each batch (llama.cpp evaluates a whole prompt in one uninterruptible call otherwise);
-    once `adopted` is set, the rest in one call."""
+    once `whole` is set, the rest in one call."""
     real = _real_llama(llama)
     evaluate = real.eval  # the model's own, or a wrapper already set on the instance (tests)
 
@@ -392,7 +392,7 @@ def _read_in_batches(llama: Any, cancel: threading.Event, adopted: threading.Eve
         while start < len(tokens):
             if cancel.is_set():
                 raise _Preempted
-            end = len(tokens) if adopted is not None and adopted.is_set() else start + PREEMPT_BATCH
+            end = len(tokens) if whole is not None and whole.is_set() else start + PREEMPT_BATCH
             evaluate(tokens[start:end])
             start = end
 
