@@ -172,6 +172,18 @@ SETS: dict[str, tuple[str, ...]] = {
         "How big is the Sahara desert?",
         "Which animal sleeps upside down?",
     ),
+    "chat12": (
+        "What is the capital of Greece?",
+        "Why are flamingos pink?",
+        "How many legs does a crab have?",
+        "What language do people speak in Denmark?",
+        "When did people first land on the moon?",
+        "Why does Mars look red?",
+        "How long can a pumpkin keep?",
+        "Where is the Amazon rainforest?",
+        "How do you stay safe in a thunderstorm?",
+        "What is an igloo made of?",
+    ),
     "commands": (
         "Turn on the bedroom light.",
         "Switch off the coffee machine.",

@@ -79,9 +79,11 @@ class SpeculationSettings:
     """Early transcripts in a row that nobody asked before speculation pauses."""
     stoppable_lead: float = 0.5
     """While clients ask within this many seconds of the early words (our `talk`, or a client that
-    ends the turn on the ASR's endpoint), a speculation reads its prompt in small batches: a real turn
-    for other words may stop it any moment. Home Assistant 2026.2 asks about a second later, and
-    before any client has asked the service expects that: the prompt is read at full speed."""
+    ends the turn on the ASR's endpoint), a speculation or a reading ahead reads its prompt in small
+    batches: a real turn for other words may stop it any moment. Home Assistant 2026.2 asks about a
+    second later, and before any client has asked the service expects that: the prompt is read at
+    full speed (through HA, small batches there made the reply ready later: 346 against 225 ms after
+    voice-stopped, the same 20 questions)."""
     tts_uri: str | None = None
     """The TTS service that synthesizes a speculative reply ahead; None: not synthesized ahead."""
     tts_timeout: float = 15.0
@@ -274,8 +276,8 @@ class Speculator:
         spec.task = asyncio.create_task(self._run(spec), name=spec.conversation_id)
         if self.ahead is not None:
             spec.speech = asyncio.create_task(self.ahead.speak(spec.words(), persona.id, spec.text_sent))
-        if self._lead is None or self._lead >= self.settings.stoppable_lead:
-            spec.read_whole.set()  # the client asks late: a real turn will not stop it mid-prompt
+        if self._asks_late():
+            spec.read_whole.set()  # a real turn will not stop it mid-prompt
         self.current, self.gate.task, self.gate.read_whole = spec, spec.task, spec.read_whole
         self.counts["started"] += 1
         _LOGGER.debug(
@@ -298,12 +300,18 @@ class Speculator:
         request = await _opening(self.chat, persona, history, text)
         if request is None:
             return
+        if self._asks_late():  # no real turn will stop it mid-prompt: read at full speed
+            request = dataclasses.replace(request, read_whole=_set_event())
         older = self.gate.reading
         if older is not None and not older.done():
             older.cancel()  # these words go further (what it read stays in the model)
         task = asyncio.create_task(self.chat.backend.prefill(request), name="read-ahead")
         task.add_done_callback(lambda done: _log_reading(done, text, persona.id))
         self.gate.reading = task
+
+    def _asks_late(self) -> bool:
+        """Clients ask long after the early words (or none has asked yet, see `stoppable_lead`)."""
+        return self._lead is None or self._lead >= self.settings.stoppable_lead
 
     def drop(self) -> None:
         """Cancel the current speculation (newer words came, or the old ones were taken back)."""
@@ -454,6 +462,12 @@ class Speculator:
         if home is not None and (asked := home.asked.take(spec.conversation_id)) is not None:
             home.asked.put(conversation_id, asked)  # the question back waits where it was asked
         return reply
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
 
 
 def _log_reading(task: asyncio.Task, text: str, persona_id: str) -> None:

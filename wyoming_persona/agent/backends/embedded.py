@@ -320,7 +320,7 @@ class LlamaCppChatBackend:
             cache.restore(tokens)  # the persona's opening, if the model holds less of it
             live = _common_prefix(real.input_ids[: real.n_tokens].tolist(), tokens)
             real.n_tokens = live
-            _read_in_batches(llama, cancel)
+            _read_in_batches(llama, cancel, request.read_whole)
             real.eval(tokens[live:])
         except _Preempted:
             return 0
