@@ -309,6 +309,9 @@ async def test_a_speculation_stays_stoppable_mid_prompt_only_while_clients_ask_s
         assert speculator.current.read_whole.is_set()
         assert speculator.counts["adopted"] == 3
         assert read_ahead_whole == [True, False, True]
+        await say(persona.port, "What is five and five?", "kitchen")  # at once, as after a correction
+        await speculator.hear("What is six and six?")
+        assert speculator.current.read_whole.is_set()  # one short lead after a late one changes nothing
 
 
 @contextlib.asynccontextmanager

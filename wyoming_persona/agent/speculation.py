@@ -30,6 +30,7 @@ speculation pauses until one is asked again (a pipeline with another agent gains
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -243,8 +244,9 @@ class Speculator:
         """The last early words heard: [text, asked]; emptied when they are taken back."""
         self._unasked = 0
         """Early words in a row that were heard, not taken back, and never asked."""
-        self._lead: float | None = None
-        """Seconds from the last speculation's start to the client's turn (None: none yet)."""
+        self._leads: collections.deque[float] = collections.deque(maxlen=2)
+        """Seconds from each of the last two speculations' start to the client's turn. Two, so that
+        one short lead (a correction posted just before Home Assistant asks) changes nothing."""
 
     # -- the ASR's side -----------------------------------------------------------------------------
     async def hear(self, text: str) -> None:
@@ -311,7 +313,7 @@ class Speculator:
 
     def _asks_late(self) -> bool:
         """Clients ask long after the early words (or none has asked yet, see `stoppable_lead`)."""
-        return self._lead is None or self._lead >= self.settings.stoppable_lead
+        return not self._leads or max(self._leads) >= self.settings.stoppable_lead
 
     def drop(self) -> None:
         """Cancel the current speculation (newer words came, or the old ones were taken back)."""
@@ -378,7 +380,7 @@ class Speculator:
             del self._asked[old]
         spec, self.current = self.current, None
         if spec is not None:
-            self._lead = now - spec.started
+            self._leads.append(now - spec.started)
         if spec is not None and self.gate.task is spec.task:
             self.gate.task = self.gate.read_whole = None  # adopted or not, it is no speculation any more
         if spec is None and not self._heard:
