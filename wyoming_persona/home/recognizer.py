@@ -53,6 +53,8 @@ _TRAILING = re.compile(
     re.IGNORECASE,
 )
 """Words HA's templates do not allow at the end ("which lights are on right now")."""
+_PERCENT = re.compile(r"\b(\d{1,3}) ?(?:%|percent\b)")
+"""A percentage said with a turn-on: the brightness to turn a light on at."""
 _CONNECTIVE = re.compile(r"^(?:so|and then|then)\s+", re.IGNORECASE)
 _UNKNOWN_COMMANDS: tuple[tuple[re.Pattern[str], Callable[[re.Match], str]], ...] = (
     (re.compile(rf"^(?:turn|switch) {_ON_OFF} {_THING}(?: now)?$"), _on_off),
@@ -152,9 +154,6 @@ class IntentRecognizer:
             if isinstance(entity.value, str | int | float) and entity.value != ""
         }
         return RecognizedIntent(result.intent.name, slots, text, source=Source.TEMPLATES)
-
-
-_PERCENT = re.compile(r"\b(\d{1,3}) ?(?:%|percent\b)")
 
 
 def candidates(text: str, home: HomeSnapshot) -> list[Candidate]:
