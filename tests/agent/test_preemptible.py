@@ -1,48 +1,49 @@
-"""A speculative reply reads its prompt in small batches, so that a real turn can stop it before the
-whole prompt is read (the real SmolLM2: llama.cpp reads a prompt in one call otherwise)."""
+"""A cancelled generation stops inside llama.cpp's reading of its prompt, and the model is whole after
+it (the real SmolLM2: llama.cpp reads a prompt in one uninterruptible call of up to 512 tokens else)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 
 import pytest
 
 from wyoming_persona.agent.backends import ChatRequest
-from wyoming_persona.agent.backends.embedded import PREEMPT_BATCH
 
 pytestmark = pytest.mark.model
 WAIT = 120.0
 LONG = " ".join(f"Rule {n}: answer kindly and briefly, in plain words." for n in range(80))
 
 
-class Batches:
-    """Sizes of the model's evaluations; `first` is set after the first one."""
+class Evals:
+    """The model's prompt evaluations: `started` is set as one begins; each outcome is noted."""
 
     def __init__(self, llama) -> None:
-        self.sizes: list[int] = []
-        self.first = threading.Event()
+        self.started = threading.Event()
+        self.outcomes: list[str] = []
         real = llama.set_cache.__self__
         original = real.eval
 
-        def counting(tokens) -> None:
-            original(tokens)
-            self.sizes.append(len(tokens))
-            self.first.set()
+        def watched(tokens) -> None:
+            self.started.set()
+            try:
+                original(tokens)
+            except RuntimeError:
+                self.outcomes.append("stopped")
+                raise
+            self.outcomes.append(f"read {len(tokens)}")
 
-        real.eval = counting
+        real.eval = watched
         self._real = real
 
     def remove(self) -> None:
         del self._real.eval
 
 
-def request(text: str, preemptible: bool, test: str = "") -> ChatRequest:
-    test = test or ("speculative" if preemptible else "real")
+def request(text: str, test: str) -> ChatRequest:
     system = f"{LONG} ({test} test)"  # no prefix cached across tests
     messages = ({"role": "system", "content": system}, {"role": "user", "content": text})
-    return ChatRequest(messages=messages, max_tokens=4, temperature=0.0, preemptible=preemptible)
+    return ChatRequest(messages=messages, max_tokens=8, temperature=0.0)
 
 
 async def read(backend, chat_request: ChatRequest) -> str:
@@ -50,45 +51,39 @@ async def read(backend, chat_request: ChatRequest) -> str:
         return "".join([delta.text async for delta in backend.stream(chat_request)])
 
 
-@pytest.mark.parametrize("preemptible", [True, False])
-async def test_a_cancelled_speculation_stops_reading_its_prompt(smollm2, preemptible: bool) -> None:
-    batches = Batches(smollm2._llama)
-    smollm2._llama.reset()
-    prompt_tokens = len(smollm2._llama.tokenize(LONG.encode(), add_bos=False))
-    try:
-        speculation = asyncio.create_task(read(smollm2, request("What is a good name", preemptible)))
-        async with asyncio.timeout(WAIT):
-            await asyncio.to_thread(batches.first.wait, WAIT)
-        speculation.cancel()  # a real turn came
-        await asyncio.gather(speculation, return_exceptions=True)
-        before = list(batches.sizes)
-        assert await read(smollm2, request("What is a good name for a cat?", preemptible))
-    finally:
-        batches.remove()
-    if preemptible:
-        assert max(before) <= PREEMPT_BATCH
-        assert sum(before) < prompt_tokens  # stopped partway through the prompt
-    else:
-        assert before[0] >= prompt_tokens  # a normal request reads its whole prompt in one go
+async def stop_while_reading(backend, reading: asyncio.Task, evals: Evals) -> None:
+    async with asyncio.timeout(WAIT):
+        await asyncio.to_thread(evals.started.wait, WAIT)
+    reading.cancel()  # a real turn came, or the client hung up
+    await asyncio.gather(reading, return_exceptions=True)
 
 
-async def test_an_adopted_speculation_reads_the_rest_of_its_prompt_at_once(smollm2) -> None:
-    """Adopted, a speculation is a real turn's reply: the rest of its prompt is read in one call."""
-    batches = Batches(smollm2._llama)
-    smollm2._llama.reset()
-    prompt_tokens = len(smollm2._llama.tokenize(LONG.encode(), add_bos=False))
-    read_whole = threading.Event()
-    speculative = dataclasses.replace(request("What is a good name", True, "adopted"), read_whole=read_whole)
+@pytest.mark.parametrize("work", ["reply", "reading ahead"])
+async def test_a_cancelled_generation_stops_inside_its_prompt_and_the_model_stays_whole(
+    smollm2, work: str
+) -> None:
+    real = smollm2._llama.set_cache.__self__
+    real.reset()
+    prompt_tokens = len(real.tokenize(LONG.encode(), add_bos=False))
+    clean = await read(smollm2, request("What is a good name for a cat?", f"{work} clean"))
+
+    real.reset()
+    evals = Evals(smollm2._llama)
     try:
-        reading = asyncio.create_task(read(smollm2, speculative))
-        async with asyncio.timeout(WAIT):
-            await asyncio.to_thread(batches.first.wait, WAIT)
-        read_whole.set()  # a client adopted it: these are its words
-        assert await reading
+        speculative = request("What is a good name for a dog?", work)
+        if work == "reply":
+            reading = asyncio.create_task(read(smollm2, speculative))
+        else:
+            reading = asyncio.create_task(smollm2.prefill(speculative))
+        await stop_while_reading(smollm2, reading, evals)
+        stopped_at = real.n_tokens
+        answer = await read(smollm2, request("What is a good name for a cat?", f"{work} clean"))
     finally:
-        batches.remove()
-    assert batches.sizes[0] <= PREEMPT_BATCH
-    assert max(batches.sizes) > prompt_tokens // 2  # the rest at once, not batch after batch
+        evals.remove()
+    assert evals.outcomes == ["stopped", *evals.outcomes[1:]]
+    assert stopped_at < prompt_tokens  # it had not read the whole prompt
+    assert "stopped" not in evals.outcomes[1:]  # the flag is down again for the next request
+    assert answer == clean  # what the stopped read left behind changes nothing
 
 
 async def test_a_question_read_ahead_is_not_read_again(smollm2, manager) -> None:
@@ -112,17 +107,25 @@ async def test_a_question_read_ahead_is_not_read_again(smollm2, manager) -> None
             await chat.respond(text, f"conversation {text}", ignore)  # each a new conversation
 
     await answer("Hello there.")  # the persona's opening is in the prompt cache from now on
-    batches = Batches(smollm2._llama)
+    evals = Evals(smollm2._llama)
+    sizes: list[int] = []
     try:
         await answer("Tell me a short joke about cats.")
-        plain = batches.sizes[0]  # the question and the turn's markers
+        sizes.append(_first_read(evals))  # the question and the turn's markers
         await speculator.read_ahead("How far away from the earth is the")
         async with asyncio.timeout(WAIT):
-            read = await gate.reading
-        batches.sizes.clear()
+            read_ahead = await gate.reading
+        evals.outcomes.clear()
         await answer("How far away from the earth is the moon?")
-        after = batches.sizes[0]
+        sizes.append(_first_read(evals))
     finally:
-        batches.remove()
-    assert read >= 6
+        evals.remove()
+    plain, after = sizes
+    assert read_ahead >= 6
     assert after <= plain - 5  # the words read ahead were not read again
+
+
+def _first_read(evals: Evals) -> int:
+    size = int(evals.outcomes[0].removeprefix("read "))
+    evals.outcomes.clear()
+    return size

@@ -274,46 +274,6 @@ async def test_the_next_voice_turn_is_guessed_from_how_the_last_came(manager, ll
         assert speculator.counts["adopted"] == 3  # "new-1" missed (it assumed the kitchen), "new-2" not
 
 
-async def test_a_speculation_stays_stoppable_mid_prompt_only_while_clients_ask_soon(manager, llm) -> None:
-    """`talk` asks right after the early words: a wrong guess must stop between small batches of its
-    prompt. Home Assistant asks a second later: the prompt is read at full speed (and so at first)."""
-    async with persona_service(manager, llm) as persona:
-        speculator = persona.speculator
-        read_ahead_whole: list[bool] = []
-
-        async def prefill(request) -> int:  # what the embedded backend would be asked to read ahead
-            read_ahead_whole.append(request.read_whole is not None and request.read_whole.is_set())
-            return 0
-
-        persona.chat.backend.backend.prefill = prefill
-
-        async def read_ahead(words: str) -> None:
-            await speculator.read_ahead(words)
-            await speculator.gate.reading
-
-        await read_ahead("What is two")
-        await speculator.hear("What is two and two?")
-        assert speculator.current.read_whole.is_set()  # no client seen yet: expected to ask late
-        await say(persona.port, "What is two and two?", "kitchen")
-        await read_ahead("What is three")
-        await speculator.hear("What is three and three?")
-        soon = speculator.current
-        assert not soon.read_whole.is_set()
-        await say(persona.port, "What is three and three?", "kitchen")
-        assert soon.read_whole.is_set()  # adopted: the rest at full speed
-        await speculator.hear("What is four and four?")
-        await asyncio.sleep(speculator.settings.stoppable_lead + 0.1)  # Home Assistant's silence wait
-        await say(persona.port, "What is four and four?", "kitchen")
-        await read_ahead("What is five")
-        await speculator.hear("What is five and five?")
-        assert speculator.current.read_whole.is_set()
-        assert speculator.counts["adopted"] == 3
-        assert read_ahead_whole == [True, False, True]
-        await say(persona.port, "What is five and five?", "kitchen")  # at once, as after a correction
-        await speculator.hear("What is six and six?")
-        assert speculator.current.read_whole.is_set()  # one short lead after a late one changes nothing
-
-
 @contextlib.asynccontextmanager
 async def tts_service(
     personas_dir: Path, state_dir: Path

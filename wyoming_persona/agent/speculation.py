@@ -14,12 +14,10 @@ When the client's transcript comes, `claim` adopts the speculation only if it is
 the same persona (unchanged), exactly the history that conversation has, no question back is waiting
 for its answer there, and the home has not changed since. `serve` then replays its chunks, follows the
 rest live, and records its turn in that conversation (and a question back it asked). Anything else
-cancels it at once. Every real generation stops a running speculation first (`PreemptingBackend`), so
-a speculation never holds the model while a real turn waits for more than a few prompt tokens (while
-clients ask right after the early words, as `talk` does, the prompt is read 4 tokens at a time until a
-client adopts it; Home Assistant asks a second later, and then it is read at once, which is faster in
-all); a home command is only recognised ahead:
-the intent goes to Home Assistant when it asks, as always.
+cancels it at once. Every real generation stops a running speculation first (`PreemptingBackend`), and
+the embedded model stops inside the prompt it is reading, so a speculation never holds the model while
+a real turn waits; a home command is only recognised ahead: the intent goes to Home Assistant when it
+asks, as always.
 
 Which conversation a satellite's next turn comes in is learnt from the turns before it: Home Assistant
 keeps a satellite's conversation for five minutes, a client that opens a new one every turn (`talk`,
@@ -30,13 +28,10 @@ speculation pauses until one is asked again (a pipeline with another agent gains
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import copy
-import dataclasses
 import itertools
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -78,13 +73,6 @@ class SpeculationSettings:
     """Words a client asked about this recently are not speculated on again (a late link message)."""
     unasked_limit: int = 2
     """Early transcripts in a row that nobody asked before speculation pauses."""
-    stoppable_lead: float = 0.5
-    """While clients ask within this many seconds of the early words (our `talk`, or a client that
-    ends the turn on the ASR's endpoint), a speculation or a reading ahead reads its prompt in small
-    batches: a real turn for other words may stop it any moment. Home Assistant 2026.2 asks about a
-    second later, and before any client has asked the service expects that: the prompt is read at
-    full speed (through HA, small batches there made the reply ready later: 346 against 225 ms after
-    voice-stopped, the same 20 questions)."""
     tts_uri: str | None = None
     """The TTS service that synthesizes a speculative reply ahead; None: not synthesized ahead."""
     tts_timeout: float = 15.0
@@ -95,8 +83,6 @@ class SpeculationGate:
 
     def __init__(self) -> None:
         self.task: asyncio.Task | None = None
-        self.read_whole: threading.Event | None = None
-        """The running speculation's `read_whole` (its request's)."""
         self.reading: asyncio.Task | None = None
         """A question being read ahead (`Speculator.read_ahead`)."""
 
@@ -118,11 +104,8 @@ class PreemptingBackend:
         self.name = backend.name
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        if self.gate.task is not None and asyncio.current_task() is self.gate.task:
-            # the speculation's own request
-            request = dataclasses.replace(request, preemptible=True, read_whole=self.gate.read_whole)
-        else:
-            self.gate.preempt()
+        if self.gate.task is None or asyncio.current_task() is not self.gate.task:
+            self.gate.preempt()  # not the speculation's own request
         stream = self.backend.stream(request)
         try:
             async for delta in stream:
@@ -133,7 +116,7 @@ class PreemptingBackend:
     async def prefill(self, request: ChatRequest) -> int:
         """The backend reads a question ahead (only the embedded one can); stopped by a real turn."""
         prefill = getattr(self.backend, "prefill", None)
-        return 0 if prefill is None else await prefill(dataclasses.replace(request, preemptible=True))
+        return 0 if prefill is None else await prefill(request)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
@@ -171,9 +154,6 @@ class Speculation:
         self.claimed = False
         """A client asked for it while it was still being written."""
         self.started = time.monotonic()
-        self.read_whole = threading.Event()
-        """Set when its prompt need not be stoppable between small batches any more (adopted, or the
-        client is expected to ask late)."""
         self.task: asyncio.Task | None = None
         self.speech: asyncio.Task | None = None
         """The speech ahead on the TTS service (None: not spoken ahead)."""
@@ -244,9 +224,6 @@ class Speculator:
         """The last early words heard: [text, asked]; emptied when they are taken back."""
         self._unasked = 0
         """Early words in a row that were heard, not taken back, and never asked."""
-        self._leads: collections.deque[float] = collections.deque(maxlen=2)
-        """Seconds from each of the last two speculations' start to the client's turn. Two, so that
-        one short lead (a correction posted just before Home Assistant asks) changes nothing."""
 
     # -- the ASR's side -----------------------------------------------------------------------------
     async def hear(self, text: str) -> None:
@@ -278,9 +255,7 @@ class Speculator:
         spec.task = asyncio.create_task(self._run(spec), name=spec.conversation_id)
         if self.ahead is not None:
             spec.speech = asyncio.create_task(self.ahead.speak(spec.words(), persona.id, spec.text_sent))
-        if self._asks_late():
-            spec.read_whole.set()  # a real turn will not stop it mid-prompt
-        self.current, self.gate.task, self.gate.read_whole = spec, spec.task, spec.read_whole
+        self.current, self.gate.task = spec, spec.task
         self.counts["started"] += 1
         _LOGGER.debug(
             "Speculation %s: replying to %r as %s on %d earlier turns",
@@ -302,18 +277,12 @@ class Speculator:
         request = await _opening(self.chat, persona, history, text)
         if request is None:
             return
-        if self._asks_late():  # no real turn will stop it mid-prompt: read at full speed
-            request = dataclasses.replace(request, read_whole=_set_event())
         older = self.gate.reading
         if older is not None and not older.done():
             older.cancel()  # these words go further (what it read stays in the model)
         task = asyncio.create_task(self.chat.backend.prefill(request), name="read-ahead")
         task.add_done_callback(lambda done: _log_reading(done, text, persona.id))
         self.gate.reading = task
-
-    def _asks_late(self) -> bool:
-        """Clients ask long after the early words (or none has asked yet, see `stoppable_lead`)."""
-        return not self._leads or max(self._leads) >= self.settings.stoppable_lead
 
     def drop(self) -> None:
         """Cancel the current speculation (newer words came, or the old ones were taken back)."""
@@ -322,7 +291,7 @@ class Speculator:
             spec.cancel()
             self.counts["discarded"] += 1
             if self.gate.task is spec.task:
-                self.gate.task = self.gate.read_whole = None
+                self.gate.task = None
 
     async def _guess(self, now: float) -> tuple[Persona, Turns]:
         """The persona and history the coming turn most likely has: the last voice turn's way."""
@@ -379,10 +348,8 @@ class Speculator:
         for old in [t for t, at in self._asked.items() if now - at > self.settings.max_age]:
             del self._asked[old]
         spec, self.current = self.current, None
-        if spec is not None:
-            self._leads.append(now - spec.started)
         if spec is not None and self.gate.task is spec.task:
-            self.gate.task = self.gate.read_whole = None  # adopted or not, it is no speculation any more
+            self.gate.task = None  # adopted or not, it is no speculation any more
         if spec is None and not self._heard:
             return None
         persona: Persona | None = None
@@ -399,7 +366,6 @@ class Speculator:
         why = self._mismatch(spec, text, conversation_id, persona, now)
         if why is None:
             spec.claimed = True
-            spec.read_whole.set()
             if speaks_chunks and spec.speech is not None:
                 spec.speech.cancel()
             self.counts["adopted"] += 1
@@ -464,12 +430,6 @@ class Speculator:
         if home is not None and (asked := home.asked.take(spec.conversation_id)) is not None:
             home.asked.put(conversation_id, asked)  # the question back waits where it was asked
         return reply
-
-
-def _set_event() -> threading.Event:
-    event = threading.Event()
-    event.set()
-    return event
 
 
 def _log_reading(task: asyncio.Task, text: str, persona_id: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -54,12 +53,6 @@ class ChatRequest:
     avoid_openings: tuple[str, ...] = ()
     """The reply must not start with the first token of these (a refusal being asked again); only the
     embedded backend can keep to it, the others ignore it."""
-    preemptible: bool = False
-    """A speculative reply (agent/speculation.py): the embedded backend reads its prompt in small
-    batches, so that a real turn can stop it between two of them instead of after the whole prompt."""
-    read_whole: threading.Event | None = None
-    """Once set, the rest of a preemptible prompt is read in one call (small batches cost more in
-    all): a client adopted the speculative reply, or no real turn is expected to stop it soon."""
 
 
 @dataclass(frozen=True)

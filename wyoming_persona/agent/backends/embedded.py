@@ -1,13 +1,15 @@
 """llama.cpp in-process (llama-cpp-python) with a GGUF file; default SmolLM2-135M-Instruct.
 
 The model is owned by one worker thread: generations run one at a time in arrival order, each
-streamed back to the event loop through an asyncio.Queue, and cancelled between tokens when the
-consumer goes away.
+streamed back to the event loop through an asyncio.Queue. When the consumer goes away the generation
+stops at once, even inside llama.cpp's reading of a long prompt (`_AbortFlag`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -31,11 +33,6 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_EXTRA_MODELS = 1
 """Persona models (`llm.model`) kept loaded besides the service model; the least recently used goes."""
-PREEMPT_BATCH = 4
-"""Prompt tokens a preemptible request reads at a time until its `read_whole` is set. On two cores
-qwen-1.5b reads 1, 4, 8 and 16 tokens in 53, 119, 211 and 247 ms: a real turn that stops a speculation
-waits 0.12 s at most instead of 0.25 s (0.33 s while Whisper decodes beside it), and the speculation
-takes longer to read its prompt."""
 
 
 def default_model_path() -> Path:
@@ -101,6 +98,8 @@ class LlamaCppChatBackend:
         self._unspeakable: weakref.WeakKeyDictionary[Any, Unspeakable] = weakref.WeakKeyDictionary()
         """Per loaded model: the tokens a spoken reply never samples (backends/plain_speech.py)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        self._abort = _AbortFlag()
+        self._abort.install(llama)
         self.name = f"embedded llama.cpp {self._path.name}"
 
     @classmethod
@@ -202,13 +201,14 @@ class LlamaCppChatBackend:
                 _LOGGER.info("Unloading persona model %s to make room for %s", old_path.name, path.name)
                 _close_model(old)
             llama = open_model(path, self.settings)
+            self._abort.install(llama)
         self._extra[path] = llama
         return llama
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta | _End] = asyncio.Queue()
-        cancel = threading.Event()
+        cancel = _Cancel()
 
         def put(item: Delta | _End) -> None:
             try:
@@ -233,8 +233,9 @@ class LlamaCppChatBackend:
             cancel.set()
             future.cancel()  # still queued behind another generation: never start it
 
-    def _generate(self, request: ChatRequest, put, cancel: threading.Event) -> None:
-        """Runs on the worker thread; checks `cancel` before the start and between tokens.
+    def _generate(self, request: ChatRequest, put, cancel: _Cancel) -> None:
+        """Runs on the worker thread; checks `cancel` before the start and between tokens, and is
+        stopped by it inside llama.cpp's reading of the prompt.
 
         Always ends with exactly one `_End`, whatever fails (including closing the chunk iterator),
         so the consumer never waits out its timeout for a generation that is already dead.
@@ -244,8 +245,10 @@ class LlamaCppChatBackend:
             return
         error: BaseException | None = None
         chunks: Iterator[dict] | None = None
+        stack = contextlib.ExitStack()
         try:
             llama = self._model_for(request.model)
+            stack.enter_context(cancel.stops(self._abort))
             arguments = self._arguments(request)
             if not request.tools:  # a spoken reply: no markup, list layout, emoji or line break
                 first = [_first_token(llama, opening) for opening in request.avoid_openings]
@@ -254,8 +257,6 @@ class LlamaCppChatBackend:
                 )
                 arguments["logits_processor"] = [processor]
             arguments["messages"] = self._fit_context(arguments["messages"], arguments["max_tokens"], llama)
-            if request.preemptible:  # a speculative reply: stop between small batches of its prompt
-                _read_in_batches(llama, cancel, request.read_whole)
             cache = self._prompt_cache(llama)
             if cache is not None:  # restore the longest processed prefix of this prompt
                 cache.prepare(arguments["messages"])
@@ -276,24 +277,24 @@ class LlamaCppChatBackend:
                         text, calls = text + rest, calls + more
                 if text or finish or calls:
                     put(Delta(text, finish, calls))
-        except _Preempted:
-            _LOGGER.debug("Generation cancelled while reading its prompt")
         except _MODEL_ERRORS as err:  # llama.cpp's own failures (e.g. context overflow): the message says it
-            error = err
+            if cancel.is_set():  # stopped inside llama.cpp: nobody waits for this reply
+                _LOGGER.debug("Generation cancelled while reading its prompt")
+            else:
+                error = err
         except Exception as err:  # anything else is a bug or a broken model: keep the traceback
             _LOGGER.exception("llama.cpp generation failed")
             error = err
         finally:
             error = _close(chunks, error)
-            if request.preemptible:
-                _read_whole(llama)
+            stack.close()
         put(_End(error))  # not reached for a BaseException: the future's callback reports that one
 
     async def prefill(self, request: ChatRequest) -> int:
         """Read the request's prompt into the model up to its last message's text, less its last token
         (the words of a question still being spoken); no reply. The number of tokens read; stops
-        between batches when cancelled (a real turn, or the whole words, want the model)."""
-        cancel = threading.Event()
+        at once when cancelled (a real turn, or the whole words, want the model)."""
+        cancel = _Cancel()
         try:
             future = self._executor.submit(self._prefill, request, cancel)
         except RuntimeError:  # the backend is closing
@@ -304,7 +305,7 @@ class LlamaCppChatBackend:
             cancel.set()
             future.cancel()
 
-    def _prefill(self, request: ChatRequest, cancel: threading.Event) -> int:
+    def _prefill(self, request: ChatRequest, cancel: _Cancel) -> int:
         """On the worker thread: after the prompt cache's opening, only what the model lacks is read."""
         if cancel.is_set():
             return 0
@@ -320,15 +321,13 @@ class LlamaCppChatBackend:
             cache.restore(tokens)  # the persona's opening, if the model holds less of it
             live = _common_prefix(real.input_ids[: real.n_tokens].tolist(), tokens)
             real.n_tokens = live
-            _read_in_batches(llama, cancel, request.read_whole)
-            real.eval(tokens[live:])
-        except _Preempted:
-            return 0
+            with cancel.stops(self._abort):
+                real.eval(tokens[live:])
         except _MODEL_ERRORS as err:
-            _LOGGER.debug("Could not read a question ahead: %s", _describe(err))
+            if not cancel.is_set():
+                _LOGGER.debug("Could not read a question ahead: %s", _describe(err))
             return 0
         finally:
-            _read_whole(llama)
             real._requires_eval = True  # the logits are not the whole prompt's: sample only after an eval
         return len(tokens) - live
 
@@ -376,39 +375,61 @@ class LlamaCppChatBackend:
 _MODEL_ERRORS = (BackendError, ValueError, RuntimeError, KeyError, IndexError)
 
 
-class _Preempted(Exception):
-    """A preemptible generation was cancelled between two batches of its prompt."""
+class _AbortFlag:
+    """A byte that llama.cpp reads after each step of a decode: raised, the decode stops at once.
+
+    llama_decode then returns 2; llama-cpp-python raises, its token count stays at the last whole
+    batch, and its next eval drops what the stopped one wrote. The check is libc's `strlen` over the
+    byte and a zero after it: a C function of one pointer that returns 0 or 1, so no Python runs (nor
+    waits for the GIL) in llama.cpp's compute threads. A Python callback there made a prompt read 3x
+    slower while another thread ran Python."""
+
+    def __init__(self) -> None:
+        self._byte = ctypes.create_string_buffer(2)
+        self._check: Any = None
+
+    def install(self, llama: Any) -> None:
+        """Have this model's decodes check the flag (a test's stand-in without a context is left as is)."""
+        context = getattr(getattr(_real_llama(llama), "_ctx", None), "ctx", None)
+        if context is None:
+            return
+        import llama_cpp
+
+        if self._check is None:
+            self._check = ctypes.cast(ctypes.CDLL(None).strlen, llama_cpp.ggml_abort_callback)
+        llama_cpp.llama_set_abort_callback(context, self._check, ctypes.cast(self._byte, ctypes.c_void_p))
+
+    def set(self, stop: bool) -> None:
+        self._byte[0] = b"\x01" if stop else b"\x00"
 
 
-def _read_in_batches(llama: Any, cancel: threading.Event, whole: threading.Event | None = None) -> None:
-    """Until `_read_whole`: the model evaluates PREEMPT_BATCH tokens at a time and checks `cancel`
-    before each batch (llama.cpp evaluates a whole prompt in one uninterruptible call otherwise);
-    once `whole` is set, the rest in one call."""
-    real = _real_llama(llama)
-    evaluate = real.eval  # the model's own, or a wrapper already set on the instance (tests)
+class _Cancel(threading.Event):
+    """A request's cancel. While the worker runs the request (`stops`), setting it also raises the
+    abort flag, so llama.cpp stops inside a prompt rather than after it (a real turn that stops a
+    speculation, or a client that hangs up, waits for no batch of a prompt)."""
 
-    def batched(tokens) -> None:
-        start = 0
-        while start < len(tokens):
-            if cancel.is_set():
-                raise _Preempted
-            end = len(tokens) if whole is not None and whole.is_set() else start + PREEMPT_BATCH
-            evaluate(tokens[start:end])
-            start = end
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._stopping: _AbortFlag | None = None
 
-    real.__dict__["_eval_before_batches"] = real.__dict__.get("eval")
-    real.eval = batched
+    def set(self) -> None:
+        with self._lock:
+            super().set()
+            if self._stopping is not None:
+                self._stopping.set(True)
 
-
-def _read_whole(llama: Any) -> None:
-    real = _real_llama(llama)
-    if "_eval_before_batches" not in real.__dict__:
-        return
-    previous = real.__dict__.pop("_eval_before_batches")
-    if previous is None:
-        del real.eval
-    else:
-        real.eval = previous
+    @contextlib.contextmanager
+    def stops(self, flag: _AbortFlag) -> Iterator[None]:
+        with self._lock:
+            flag.set(self.is_set())
+            self._stopping = flag
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._stopping = None
+                flag.set(False)
 
 
 def _real_llama(llama: Any) -> Any:

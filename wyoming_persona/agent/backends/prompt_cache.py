@@ -37,6 +37,8 @@ _LOGGER = logging.getLogger(__name__)
 MAX_HEADS = 64
 """Message heads remembered with their token prefix, so a known prefix is not rendered again."""
 
+STOPPED = "llama_decode returned 2"
+"""llama-cpp-python's error for a decode its abort callback stopped (the generation was cancelled)."""
 _SENTINELS = ("7", "Hi")
 """Two user texts with nothing in common: the rendered prompts agree exactly up to the user's text."""
 
@@ -180,6 +182,8 @@ class PromptCache:
                 if not any(prefix[: len(head)] == head for prefix in self._entries):
                     self.remember(head, keep_live=True)
             except (RuntimeError, ValueError) as err:  # e.g. a prompt longer than the context
+                if str(err) == STOPPED:
+                    raise
                 _LOGGER.warning("Prompt cache skipped: %s", err)
         self._real_cache_is_self()
         self._mode = _Mode.LOOKUP
