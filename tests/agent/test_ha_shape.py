@@ -13,7 +13,7 @@ import pytest
 
 from wyoming_persona.agent.backends import EmbeddedSettings
 from wyoming_persona.agent.backends.embedded import LlamaCppChatBackend, open_model, service_model_path
-from wyoming_persona.agent.backends.prompt_cache import PromptCache
+from wyoming_persona.agent.backends.prompt_cache import PromptCache, _common_prefix
 from wyoming_persona.agent.backends.tool_text import render_messages
 from wyoming_persona.agent.chat import ChatSettings, PersonaChat
 from wyoming_persona.agent.ha_context import device_context
@@ -30,15 +30,18 @@ WAIT = 120.0
 
 
 class Restores:
-    """Length of each prefix the prompt cache restored for a generation."""
+    """For each generation, the length of the prompt's prefix that the model held before reading the
+    rest: left from the work before it, or restored by the prompt cache."""
 
     def __init__(self, cache: PromptCache) -> None:
         self.lengths: list[int] = []
         original = cache.restore
+        llama = cache._llama
 
         def counting(tokens) -> int:
+            live = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
             n = original(tokens)
-            self.lengths.append(n)
+            self.lengths.append(max(live, n))
             return n
 
         cache.restore = counting
@@ -56,9 +59,34 @@ async def ha_turn(url: str, question: str) -> str:
     return "".join(part.message.content or "" for part in parts)
 
 
-async def test_a_restart_processes_home_assistants_prompt_shape_before_the_first_turn(manager, tmp_path):
+class Requests:
+    """Whether each request the backend got carried HA's tools."""
+
+    def __init__(self, backend: LlamaCppChatBackend) -> None:
+        self.with_tools: list[bool] = []
+        original = backend.stream
+
+        def recording(request):
+            self.with_tools.append(bool(request.tools))
+            return original(request)
+
+        backend.stream = recording
+
+
+async def wait_for_warming(keeper: ShapeKeeper) -> None:
+    async with asyncio.timeout(WAIT):
+        while keeper._task is not None and not keeper._task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_home_assistants_prompt_is_answered_around_until_processed_then_ready_at_each_start(
+    manager, tmp_path
+):
+    """The very first turn: a question about something else is answered by the persona alone, a home
+    command with HA's prompt; the shape is processed after the turn and read back at the next start."""
     settings = dataclasses.replace(SETTINGS, prompt_cache_mib=64, prompt_cache_dir=tmp_path)
-    shape_lengths = []
+    restored: list[list[int]] = []
+    tools: list[list[bool]] = []
     for start_number in (1, 2):
         backend = LlamaCppChatBackend(settings, open_model(service_model_path(settings), settings))
         chat = PersonaChat(manager, backend, ConversationStore(), ChatSettings(timeout=WAIT))
@@ -68,24 +96,34 @@ async def test_a_restart_processes_home_assistants_prompt_shape_before_the_first
             assert keeper.shape is not None and keeper.shape.models == ("persona",)
             await keeper.warm()  # what the service does at start
             assert cache.stats.loads == 1  # read back from the prompt folder, not processed
-        restores = Restores(cache)
+        restores, requests = Restores(cache), Requests(backend)
         runner = await start(chat, "127.0.0.1", 0, shapes=keeper)
+        url = f"http://127.0.0.1:{bound_port(runner)}"
+        lengths = []  # the prefix restored for each turn
         try:
-            assert await ha_turn(f"http://127.0.0.1:{bound_port(runner)}", "What is the capital of Italy?")
-            async with asyncio.timeout(WAIT):
-                while keeper._task is not None and not keeper._task.done():  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            assert await ha_turn(url, "What is the capital of Italy?")
+            lengths.append(restores.lengths[-1])
+            if start_number == 1:
+                await ha_turn(url, "Turn on the kitchen light.")  # may be a tool call only
+                lengths.append(restores.lengths[-1])
+                await wait_for_warming(keeper)
+                assert await ha_turn(url, "What is the capital of Spain?")
+                lengths.append(restores.lengths[-1])
+            await wait_for_warming(keeper)
         finally:
             await runner.cleanup()
             await keeper.close()
             await backend.close()
-        shape_lengths.append(restores.lengths[0])
+        restored.append(lengths)
+        tools.append(requests.with_tools)
         saved = json.loads((tmp_path / FILE_NAME).read_text())
         assert saved["models"] == ["persona"] and saved["context"] == device_context([HA_SYSTEM])
         assert [tool["function"]["name"] for tool in saved["tools"]] == ["HassTurnOn"]
     opening = await _opening_tokens(manager, settings, tmp_path)
-    assert shape_lengths[0] < opening  # the first start read HA's prompt with the question
-    assert shape_lengths[1] == opening  # after the restart all of it was ready before the question
+    assert tools == [[False, True, True], [True]]
+    assert restored[0][0] < opening  # the first question: the persona's own opening, not HA's
+    assert restored[0][2] == opening  # once processed, HA's prompt was ready before the question
+    assert restored[1][0] == opening  # and after the restart, before the first question
 
 
 async def _opening_tokens(manager, settings, folder: Path) -> int:

@@ -129,3 +129,29 @@ def _first_read(evals: Evals) -> int:
     size = int(evals.outcomes[0].removeprefix("read "))
     evals.outcomes.clear()
     return size
+
+
+async def test_processing_a_prompt_ahead_makes_way_for_a_question_and_then_finishes(smollm2) -> None:
+    """A prompt processed ahead (a persona's, or Home Assistant's shape) is stopped inside by a
+    question that comes meanwhile, and processed again after the reply."""
+    from wyoming_persona.agent.backends.prompt_cache import PromptCache
+
+    real = smollm2._llama.set_cache.__self__
+    real.reset()
+    ahead = request("?", "processed ahead")
+    cache = PromptCache.of(smollm2._llama, smollm2.settings.prompt_cache_mib)
+    assert cache is not None
+    evals = Evals(smollm2._llama)
+    try:
+        warming = asyncio.create_task(smollm2.warm([ahead]))
+        async with asyncio.timeout(WAIT):
+            await asyncio.to_thread(evals.started.wait, WAIT)
+        answer = await read(smollm2, request("What is a good name for a cat?", "question meanwhile"))
+        async with asyncio.timeout(WAIT):
+            await warming
+    finally:
+        evals.remove()
+    assert answer
+    assert evals.outcomes[0] == "stopped"
+    assert evals.outcomes[-1].startswith("read")  # processed after the reply
+    assert len(cache.prefix_of(list(ahead.messages))) in map(len, cache.prefixes())

@@ -10,6 +10,11 @@ folder (`backends/prompt_cache.py`): the first turn then reads only its own ques
 
 The opening is the one `respond_turn` builds (persona prompt first, HA's context after it, the tools),
 captured from `respond_turn` itself so the two never drift apart.
+
+Until a shape's opening is processed (the very first turn, or a new shape: new entities exposed, a
+new HA version), a question about nothing of the home is answered by the persona alone, without HA's
+context and tools, so it comes in about a second, not twenty; the opening is processed in the
+background after the turn, and any turn stops that work and lets it start again after.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from .backends import ChatRequest, Delta
 from .chat import ClientTurn, PersonaChat, respond_turn
+from .ha_context import mentions_home
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -129,11 +135,37 @@ class ShapeKeeper:
         self.chat = chat
         self.file = ShapeFile(folder) if folder is not None else None
         self.shape = self.file.load() if self.file is not None else None
+        self._processed: PromptShape | None = None
+        """The shape whose openings the model holds ready (processed, or read back from disk)."""
         self._task: asyncio.Task | None = None
 
     @property
     def can_warm(self) -> bool:
         return getattr(self.chat.backend, "warm", None) is not None
+
+    def turn_to_answer(self, model: str, turn: ClientTurn) -> ClientTurn:
+        """`turn`, or the persona alone (without HA's context and tools) for a question about nothing
+        of the home while this shape's opening for `model` is not ready: reading it with the question
+        would take as long as processing it (about 20 s for qwen-1.5b on two cores)."""
+        last = turn.messages[-1] if turn.messages else None
+        asked = last is not None and last["role"] == "user"
+        if not self.can_warm or not asked or (not turn.context and not turn.tools):
+            return turn
+        ready = self._processed
+        if ready is not None and ready.same_prompt(self._shape_of(turn)) and model in ready.models:
+            return turn
+        if mentions_home(last["content"], turn.context):
+            return turn
+        _LOGGER.info(
+            "Home Assistant's prompt for %s is not processed yet: answering %r as the persona alone",
+            model,
+            last["content"],
+        )
+        return ClientTurn(turn.messages, turn.persona_id)
+
+    @staticmethod
+    def _shape_of(turn: ClientTurn) -> PromptShape:
+        return PromptShape((), turn.context, tuple(turn.tools))
 
     def note(self, model: str, context: str, tools: Sequence[Mapping[str, Any]]) -> None:
         """A turn of HA's Ollama integration: remember its shape when it is new (or a new model name),
@@ -164,23 +196,25 @@ class ShapeKeeper:
         self._task = asyncio.create_task(self.warm(after), name="ha-prompt-shape")
 
     async def warm(self, after: asyncio.Task | None = None) -> None:
-        """Process (or read back) the opening of every remembered model in the remembered shape."""
+        """Process (or read back) the opening of every remembered model in the remembered shape, and
+        again for a shape that came meanwhile."""
         if after is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(after)
-        shape, warm = self.shape, getattr(self.chat.backend, "warm", None)
-        if shape is None or warm is None:
-            return
+        warm = getattr(self.chat.backend, "warm", None)
         from .ollama_api import ModelNotFound, resolve
 
-        try:
-            requests = []
-            for model in shape.models:
-                with contextlib.suppress(ModelNotFound):  # a persona deleted since
-                    requests.append(await opening_request(self.chat, resolve(self.chat, model), shape))
-            await warm(requests)
-        except Exception:  # a background task's boundary: the first turn is only slower
-            _LOGGER.exception("Could not process Home Assistant's prompt shape ahead")
+        while warm is not None and (shape := self.shape) is not None and shape is not self._processed:
+            try:
+                requests = []
+                for model in shape.models:
+                    with contextlib.suppress(ModelNotFound):  # a persona deleted since
+                        requests.append(await opening_request(self.chat, resolve(self.chat, model), shape))
+                await warm(requests)
+            except Exception:  # a background task's boundary: the first turn is only slower
+                _LOGGER.exception("Could not process Home Assistant's prompt shape ahead")
+                return
+            self._processed = shape
 
     async def close(self) -> None:
         if self._task is not None:

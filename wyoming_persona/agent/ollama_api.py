@@ -271,10 +271,12 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
     _LOGGER.debug(
         "Chat %s: %d messages, %d tools, last %r", call.model, len(history), len(call.tools), history[-1]
     )
+    shapes = request.app.get(SHAPES)
     try:
-        return await _chat_reply(request, chat, call, turn)
-    finally:  # after the turn: its opening is processed ahead at the next start
-        if (shapes := request.app.get(SHAPES)) is not None:
+        answered = turn if shapes is None else shapes.turn_to_answer(call.model, turn)
+        return await _chat_reply(request, chat, call, answered)
+    finally:  # after the turn: its opening is processed now, and ahead at every start
+        if shapes is not None:
             shapes.note(call.model, turn.context, call.tools)
 
 

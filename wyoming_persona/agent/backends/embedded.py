@@ -31,6 +31,8 @@ from .tool_text import ToolCallParser, render_messages, tool_names
 
 _LOGGER = logging.getLogger(__name__)
 
+_STOPPED = "stopped"
+"""A prompt processed ahead was stopped for other work (`warm` starts it again)."""
 MAX_EXTRA_MODELS = 1
 """Persona models (`llm.model`) kept loaded besides the service model; the least recently used goes."""
 
@@ -100,6 +102,8 @@ class LlamaCppChatBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
         self._abort = _AbortFlag()
         self._abort.install(llama)
+        self._warming = _Cancel()
+        """Stops the prompt being processed ahead (`warm`), if any, for other work."""
         self.name = f"embedded llama.cpp {self._path.name}"
 
     @classmethod
@@ -125,15 +129,23 @@ class LlamaCppChatBackend:
 
     async def warm(self, requests: Iterable[ChatRequest]) -> None:
         """Process each request's prompt prefix (all before its last message's text) into the prompt
-        cache, one at a time on the worker thread: a question waits behind one prefix at most."""
+        cache, one at a time on the worker thread. Warming never holds a question up: any generation or
+        reading ahead stops it inside the prompt, and it starts again after them."""
         started = time.monotonic()
         outcomes = []
         for request in requests:
-            try:
-                future = self._executor.submit(self._warm_one, request)
-            except RuntimeError:  # the backend is closing
-                return
-            outcomes.append(await asyncio.wrap_future(future))
+            outcome = _STOPPED
+            while outcome == _STOPPED:
+                cancel = self._warming = _Cancel()
+                try:
+                    future = self._executor.submit(self._warm_one, request, cancel)
+                except RuntimeError:  # the backend is closing
+                    return
+                try:
+                    outcome = await asyncio.wrap_future(future)
+                finally:
+                    cancel.set()
+            outcomes.append(outcome)
         _LOGGER.info(
             "Persona prompts ready in %.1f s: %d processed, %d read from saved files",
             time.monotonic() - started,
@@ -141,9 +153,12 @@ class LlamaCppChatBackend:
             outcomes.count("loaded"),
         )
 
-    def _warm_one(self, request: ChatRequest) -> str | None:
+    def _warm_one(self, request: ChatRequest, cancel: _Cancel) -> str | None:
         """On the worker thread; only models already loaded (warming never loads or evicts one).
-        Returns "loaded" (from a saved file), "processed", or None (nothing to do, or it failed)."""
+        Returns "loaded" (from a saved file), "processed", _STOPPED (by other work), or None (nothing
+        to do, or it failed)."""
+        if cancel.is_set():
+            return _STOPPED
         try:
             path = self._persona_model_path(request.model) if request.model else None
         except ModelError:
@@ -156,8 +171,12 @@ class LlamaCppChatBackend:
             return None
         loads = cache.stats.loads
         try:
-            tokens = cache.warm(render_messages(request.messages, request.tools))  # tools as in a turn
+            with cancel.stops(self._abort):
+                tokens = cache.warm(render_messages(request.messages, request.tools))  # tools as in a turn
         except _MODEL_ERRORS as err:
+            if cancel.is_set():
+                _LOGGER.debug("Processing a prompt ahead stopped for other work; it starts again after it")
+                return _STOPPED
             _LOGGER.warning("Could not process a persona prompt ahead: %s", _describe(err))
             return None
         _LOGGER.debug("Prompt cache: %d-token prefix ready (%s)", tokens, cache.stats)
@@ -209,6 +228,7 @@ class LlamaCppChatBackend:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta | _End] = asyncio.Queue()
         cancel = _Cancel()
+        self._warming.set()
 
         def put(item: Delta | _End) -> None:
             try:
@@ -295,6 +315,7 @@ class LlamaCppChatBackend:
         (the words of a question still being spoken); no reply. The number of tokens read; stops
         at once when cancelled (a real turn, or the whole words, want the model)."""
         cancel = _Cancel()
+        self._warming.set()
         try:
             future = self._executor.submit(self._prefill, request, cancel)
         except RuntimeError:  # the backend is closing
