@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from vad.helpers import PCM16K, Speech, connect, frame, normalize, types
+from vad.helpers import PCM16K, Speech, connect, frame, normalize, types, without_trailing_quiet
 from wyoming.asr import Transcribe
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -51,7 +51,8 @@ async def test_command_with_trailing_silence_uses_the_early_decode(server, speec
 
 async def test_command_without_trailing_silence(server, speech, caplog) -> None:
     caplog.set_level(logging.INFO, logger="wyoming_persona.asr")
-    assert normalize(transcript_of(await transcribe(server, speech.say(TIMER)))) == "open the garage door"
+    pcm = without_trailing_quiet(speech.say(TIMER))
+    assert normalize(transcript_of(await transcribe(server, pcm))) == "open the garage door"
     assert "decoded at audio-stop" in caplog.text
 
 

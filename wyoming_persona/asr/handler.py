@@ -67,7 +67,7 @@ class AsrSettings:
     endpoint_ms: int | None = None  # set: end the utterance ourselves after this much silence
     no_speech_seconds: float = 8.0  # with endpointing: give up (empty transcript) if nobody speaks
     turn_threshold: float = 0.5  # with endpointing and Smart Turn: end a turn judged at least this complete
-    decode_ahead_ms: int | None = 100  # silence after which the early decode starts, before the VAD's end
+    decode_ahead_ms: int | None = 64  # silence after which the early decode starts (two VAD frames)
     partial_every_ms: int | None = 700  # with a speculation link: words so far, decoded this often in speech
 
 

@@ -127,7 +127,7 @@ class LlamaCppChatBackend:
         for name in list(to_load.values())[:MAX_EXTRA_MODELS]:
             await asyncio.wrap_future(self._executor.submit(self._model_for, name))
 
-    async def warm(self, requests: Iterable[ChatRequest]) -> None:
+    async def warm(self, requests: Iterable[ChatRequest], what: str = "Persona prompts") -> None:
         """Process each request's prompt prefix (all before its last message's text) into the prompt
         cache, one at a time on the worker thread. Warming never holds a question up: any generation or
         reading ahead stops it inside the prompt, and it starts again after them."""
@@ -147,7 +147,8 @@ class LlamaCppChatBackend:
                     cancel.set()
             outcomes.append(outcome)
         _LOGGER.info(
-            "Persona prompts ready in %.1f s: %d processed, %d read from saved files",
+            "%s ready in %.1f s: %d processed, %d read from saved files",
+            what,
             time.monotonic() - started,
             outcomes.count("processed"),
             outcomes.count("loaded"),
@@ -299,7 +300,7 @@ class LlamaCppChatBackend:
                     put(Delta(text, finish, calls))
         except _MODEL_ERRORS as err:  # llama.cpp's own failures (e.g. context overflow): the message says it
             if cancel.is_set():  # stopped inside llama.cpp: nobody waits for this reply
-                _LOGGER.debug("Generation cancelled while reading its prompt")
+                _LOGGER.debug("Generation cancelled inside llama.cpp")
             else:
                 error = err
         except Exception as err:  # anything else is a bug or a broken model: keep the traceback
