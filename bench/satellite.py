@@ -208,6 +208,18 @@ SETS: dict[str, tuple[str, ...]] = {
         "What is a good name for a pet parrot?",
         "What causes hiccups?",
     ),
+    "chat15": (
+        "What is the capital of Peru?",
+        "Why do roosters crow in the morning?",
+        "How many players are on a soccer team?",
+        "What do tadpoles turn into?",
+        "Who painted the Starry Night?",
+        "Why do we yawn?",
+        "How long should I rest a steak?",
+        "Where does chocolate come from?",
+        "What is a good name for a pet turtle?",
+        "How do birds know where to fly in winter?",
+    ),
     "commands": (
         "Turn on the bedroom light.",
         "Switch off the coffee machine.",

@@ -17,7 +17,14 @@ from wyoming_persona.agent.backends.prompt_cache import PromptCache, _common_pre
 from wyoming_persona.agent.backends.tool_text import render_messages
 from wyoming_persona.agent.chat import ChatSettings, PersonaChat
 from wyoming_persona.agent.ha_context import device_context
-from wyoming_persona.agent.ha_shape import FILE_NAME, PromptShape, ShapeFile, ShapeKeeper, opening_request
+from wyoming_persona.agent.ha_shape import (
+    FILE_NAME,
+    PromptShape,
+    ShapeFile,
+    ShapeKeeper,
+    opening_request,
+    stable_tools,
+)
 from wyoming_persona.agent.history import ConversationStore
 from wyoming_persona.agent.ollama_api import bound_port, start
 
@@ -147,3 +154,25 @@ def test_a_bad_shape_file_is_ignored_with_a_warning(tmp_path, caplog):
     shape = PromptShape(("persona", "pirate"), "the home", ({"type": "function", "function": {"name": "X"}},))
     ShapeFile(tmp_path).save(shape)
     assert ShapeFile(tmp_path).load() == shape
+
+
+def test_home_assistants_tools_give_one_prompt_whatever_their_order():
+    """HA lists its tools, and each tool's device classes, in another order after a restart."""
+    turn_on = {
+        "type": "function",
+        "function": {
+            "name": "HassTurnOn",
+            "parameters": {
+                "type": "object",
+                "properties": {"device_class": {"type": "array", "items": {"enum": ["water", "door"]}}},
+            },
+        },
+    }
+    again = json.loads(json.dumps(turn_on).replace('["water", "door"]', '["door", "water"]'))
+    light = {"type": "function", "function": {"name": "HassLightSet", "parameters": {}}}
+    first, second = stable_tools([turn_on, light]), stable_tools([light, again])
+    assert first == second
+    assert [tool["function"]["name"] for tool in first] == ["HassLightSet", "HassTurnOn"]
+    device_class = first[1]["function"]["parameters"]["properties"]["device_class"]
+    assert device_class["items"]["enum"] == ["door", "water"]
+    assert render_messages([], first) == render_messages([], second)

@@ -55,6 +55,33 @@ class PromptShape:
         return other is not None and (self.context, self.tools) == (other.context, other.tools)
 
 
+def stable_tools(tools: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    """HA's tools in one order, by name, with every `enum` sorted. HA builds them from sets and from
+    the order its integrations load in, which change from one HA start to the next (the same home's
+    HassTurnOn listed its device classes in another order, and HassLightSet came after
+    HassClimateSetTemperature), so the same home would give a new prompt after every HA restart."""
+    return tuple(sorted((_sorted_enums(tool) for tool in tools), key=_tool_name))
+
+
+def _tool_name(tool: Mapping[str, Any]) -> str:
+    function = tool.get("function")
+    return str(function.get("name", "")) if isinstance(function, Mapping) else ""
+
+
+def _sorted_enums(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _sorted_enum(key, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sorted_enums(item) for item in value]
+    return value
+
+
+def _sorted_enum(key: str, value: Any) -> Any:
+    if key == "enum" and isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return sorted(value)
+    return _sorted_enums(value)
+
+
 class ShapeFile:
     """The shape on disk (JSON, written atomically); a missing or bad file is no shape (and a warning)."""
 
@@ -82,7 +109,7 @@ class ShapeFile:
         except (AttributeError, KeyError, ValueError) as err:
             _LOGGER.warning("Ignoring %s: %s", self.path, err)
             return None
-        return PromptShape(tuple(models[:MAX_MODELS]), context, tuple(tools))
+        return PromptShape(tuple(models[:MAX_MODELS]), context, stable_tools(tools))
 
     def save(self, shape: PromptShape) -> None:
         data = {"version": VERSION, "models": list(shape.models), "context": shape.context}

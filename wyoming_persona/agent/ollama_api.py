@@ -27,7 +27,7 @@ from .backends import ToolCall
 from .chat import ClientTurn, OnChunk, OnToolCalls, PersonaChat, respond_turn
 from .commands import pinned_reply, recognize
 from .ha_context import device_context
-from .ha_shape import ShapeKeeper
+from .ha_shape import ShapeKeeper, stable_tools
 from .ollama_wire import (
     ChatCall,
     WireError,
@@ -267,7 +267,8 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
     history = tuple(m for m in call.messages if m["role"] != "system")
     if not history:  # Ollama loads the model and answers at once
         return web.json_response(chat_part(call.model, done=True, done_reason="load"))
-    turn = ClientTurn(history, persona_id, device_context(system), call.tools)
+    tools = stable_tools(call.tools)
+    turn = ClientTurn(history, persona_id, device_context(system), tools)
     _LOGGER.debug(
         "Chat %s: %d messages, %d tools, last %r", call.model, len(history), len(call.tools), history[-1]
     )
@@ -277,7 +278,7 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
         return await _chat_reply(request, chat, call, answered)
     finally:  # after the turn: its opening is processed now, and ahead at every start
         if shapes is not None:
-            shapes.note(call.model, turn.context, call.tools)
+            shapes.note(call.model, turn.context, tools)
 
 
 async def _chat_reply(
