@@ -170,9 +170,10 @@ def test_home_assistants_tools_give_one_prompt_whatever_their_order():
     }
     again = json.loads(json.dumps(turn_on).replace('["water", "door"]', '["door", "water"]'))
     light = {"type": "function", "function": {"name": "HassLightSet", "parameters": {}}}
-    first, second = stable_tools([turn_on, light]), stable_tools([light, again])
+    other = {"type": "function", "function": {"name": "AddToShoppingList", "parameters": {}}}
+    first, second = stable_tools([other, turn_on, light]), stable_tools([light, again, other])
     assert first == second
-    assert [tool["function"]["name"] for tool in first] == ["HassLightSet", "HassTurnOn"]
-    device_class = first[1]["function"]["parameters"]["properties"]["device_class"]
+    assert [tool["function"]["name"] for tool in first] == ["HassTurnOn", "HassLightSet", "AddToShoppingList"]
+    device_class = first[0]["function"]["parameters"]["properties"]["device_class"]
     assert device_class["items"]["enum"] == ["door", "water"]
     assert render_messages([], first) == render_messages([], second)
