@@ -274,6 +274,40 @@ async def test_tool_calls_round_trip_through_the_official_client(manager):
     assert sent[-1]["role"] == "tool" and "action_done" in sent[-1]["content"]
 
 
+def read_only_tool(name: str) -> dict:
+    parameters = {"type": "object", "properties": {}}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+async def test_a_question_about_the_homes_state_or_the_time_looks_before_it_answers(manager):
+    """Asked "Is the kitchen light on?", the model once said "The kitchen light is on." without
+    looking: the service calls HA's read-only tool itself, and the model answers from its result."""
+    backend = ScriptedBackend([[Delta("Aye, the kitchen light be off."), Delta(finish_reason="stop")]])
+    tools = [TURN_ON, read_only_tool("GetLiveContext"), read_only_tool("GetDateTime")]
+    asked = {}
+    async with ollama_api(manager, backend) as url:
+        for question in ("Is the kitchen light on?", "What time is it?", "Turn on the kitchen light"):
+            messages = [{"role": "system", "content": HA_SYSTEM}, {"role": "user", "content": question}]
+            parts = await chat_stream(url, model="persona", messages=messages, tools=tools)
+            asked[question] = [c.function.name for part in parts for c in part.message.tool_calls or ()]
+        looked = {"function": {"name": "GetLiveContext", "arguments": {}}}
+        messages = [  # HA ran the state tool: its result comes back
+            {"role": "system", "content": HA_SYSTEM},
+            {"role": "user", "content": "Is the kitchen light on?"},
+            ollama.Message(role="assistant", tool_calls=[looked]),
+            {"role": "tool", "content": "- names: Kitchen Light\n  state: 'off'"},
+        ]
+        answer = content(await chat_stream(url, model="persona", messages=messages, tools=tools))
+    assert asked == {
+        "Is the kitchen light on?": ["GetLiveContext"],
+        "What time is it?": ["GetDateTime"],
+        "Turn on the kitchen light": [],  # the command goes to the model (the script has words only)
+    }
+    assert len(backend.requests) == 2  # only the command and the answer from the result asked the model
+    assert answer == "Aye, the kitchen light be off."
+    assert backend.requests[1].messages[-1]["role"] == "tool"
+
+
 async def test_a_backend_that_is_down_answers_with_the_personas_fallback_line(manager):
     manager.set_active("robot")
     async with ollama_api(manager, ScriptedBackend(mode="down")) as url:

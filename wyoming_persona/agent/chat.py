@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from ..personas import Persona, PersonaManager, build_system_prompt, example_turns, persona_messages
 from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatMessage, ChatRequest, ToolCall
+from .backends.tool_text import tool_names
 from .commands import Command, CommandKind, pinned_reply, recognize, spoken_list
-from .ha_context import closing, mentions_home
+from .ha_context import closing, look_first, mentions_home
 from .history import ConversationStore
 from .leak_guard import LeakGuard, Rule, Verdict
 from .refusal import is_refusal, may_start_refusal, retry_messages
@@ -527,6 +528,11 @@ async def respond_turn(
         reply = await chat._command(command, persona, "")
         await on_chunk(reply.text)
         return reply
+    tool = look_first(asked, turn.context, tool_names(turn.tools)) if asked and turn.tools else None
+    if tool is not None:  # the model answers from what the tool gives back, in the next round
+        _LOGGER.debug("Looking first: %s for %r", tool, asked)
+        await on_tool_calls((ToolCall(tool),))
+        return Reply("", persona.id, ReplySource.LLM)
     question = next((m["content"] for m in reversed(turn.messages) if m["role"] == "user"), "")
     max_tokens = persona.llm.max_reply_tokens or chat.settings.max_reply_tokens
     max_sentences = chat.settings.max_sentences

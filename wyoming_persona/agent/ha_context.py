@@ -23,7 +23,8 @@ CLOSING = "That is all about the home."
 HA's long context (about 1,800 tokens with the tools) qwen-1.5b answered plainly, out of character,
 with the persona's prompt only at the start."""
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_LISTED = re.compile(r"^\s*-?\s*(?:names|areas?|domain|floor):\s*(.+)$", re.MULTILINE)
+_LISTED = re.compile(r"^\s*-?\s*(names|areas?|domain|floor):\s*(.+)$", re.MULTILINE)
+_EVERY_LIST = ("names", "area", "areas", "domain", "floor")
 HOME_WORDS = frozenset(
     re.findall(
         r"\w+",
@@ -48,10 +49,43 @@ def closing(identity: str, style: Iterable[str], examples: Iterable[tuple[str, s
 def mentions_home(question: str, context: str) -> bool:
     """The question names a device, area or domain of HA's static context, or a word of the home."""
     words = set(re.findall(r"[a-z0-9]+", question.lower()))
-    if words & HOME_WORDS:
-        return True
-    for listed in _LISTED.findall(context):
-        for name in listed.split(","):
+    return bool(words & HOME_WORDS) or _names_listed(words, context, _EVERY_LIST)
+
+
+LIVE_STATE_TOOL = "GetLiveContext"
+DATE_TIME_TOOL = "GetDateTime"
+_QUESTION_START = re.compile(
+    r"^(?:is|are|was|were|does|do|did|has|have|what|what's|whats|which|how|where|when|who)\b", re.IGNORECASE
+)
+_ASKS_DATE_TIME = re.compile(
+    r"^(?:what(?:'s| is) (?:the )?(?:time|date|day)(?: is it)?(?: today| now)?|what time is it(?: now)?"
+    r"|what day is (?:it|today)|what(?:'s| is) today's date)\W*$",
+    re.IGNORECASE,
+)
+
+
+def look_first(question: str, context: str, tools: Iterable[str]) -> str | None:
+    """The read-only tool a question needs answered before any words, if HA offered it: the time or
+    date (GetDateTime), or the state of a device or area HA's context lists (GetLiveContext). Else None.
+
+    Asked "Is the kitchen light on?", qwen-1.5b said "The kitchen light is on." without looking, and
+    "The current time is [value from GetLiveContext]" for the time (bench/tool_calls.py): a home's
+    state said wrong is worse than a reply a second later."""
+    offered = set(tools)
+    words = question.strip()
+    if DATE_TIME_TOOL in offered and _ASKS_DATE_TIME.match(words):
+        return DATE_TIME_TOOL
+    if LIVE_STATE_TOOL in offered and _QUESTION_START.match(words):
+        asked = set(re.findall(r"[a-z0-9]+", words.lower()))
+        if _names_listed(asked, context, ("names", "area", "areas")):
+            return LIVE_STATE_TOOL
+    return None
+
+
+def _names_listed(words: set[str], context: str, kinds: tuple[str, ...]) -> bool:
+    """All the words of a name listed in HA's static context under one of `kinds` are in `words`."""
+    for kind, listed in _LISTED.findall(context):
+        for name in listed.split(",") if kind in kinds else ():
             name_words = re.findall(r"[a-z0-9]+", name.lower())
             if name_words and set(name_words) <= words:
                 return True
