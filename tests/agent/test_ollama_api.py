@@ -274,7 +274,7 @@ async def test_tool_calls_round_trip_through_the_official_client(manager):
     assert sent[-1]["role"] == "tool" and "action_done" in sent[-1]["content"]
 
 
-def read_only_tool(name: str) -> dict:
+def bare_tool(name: str) -> dict:
     parameters = {"type": "object", "properties": {}}
     return {"type": "function", "function": {"name": name, "parameters": parameters}}
 
@@ -283,7 +283,7 @@ async def test_a_question_about_the_homes_state_or_the_time_looks_before_it_answ
     """Asked "Is the kitchen light on?", the model once said "The kitchen light is on." without
     looking: the service calls HA's read-only tool itself, and the model answers from its result."""
     backend = ScriptedBackend([[Delta("Aye, the kitchen light be off."), Delta(finish_reason="stop")]])
-    tools = [TURN_ON, read_only_tool("GetLiveContext"), read_only_tool("GetDateTime")]
+    tools = [TURN_ON, bare_tool("GetLiveContext"), bare_tool("GetDateTime")]
     asked = {}
     async with ollama_api(manager, backend) as url:
         for question in ("Is the kitchen light on?", "What time is it?", "Turn on the kitchen light"):
@@ -306,6 +306,32 @@ async def test_a_question_about_the_homes_state_or_the_time_looks_before_it_answ
     assert len(backend.requests) == 2  # only the command and the answer from the result asked the model
     assert answer == "Aye, the kitchen light be off."
     assert backend.requests[1].messages[-1]["role"] == "tool"
+
+
+async def test_a_remark_gets_no_tools_and_a_question_never_acts(manager):
+    """ "My neighbour's garage door is open again" is talked about, without HA's tools; a question's
+    action call is dropped (the model may only look); a request's call goes to HA."""
+    close = ToolCall("HassTurnOff", {"name": "Garage Door"})
+    backend = ScriptedBackend([[Delta(tool_calls=(close,))]])
+    calls = {}
+    async with ollama_api(manager, backend) as url:
+        for said in (
+            "My neighbour's garage door is open again.",
+            "What do you know about the garage door?",
+            "Close the garage door.",
+        ):
+            messages = [{"role": "system", "content": HA_SYSTEM}, {"role": "user", "content": said}]
+            tools = [TURN_ON, bare_tool("HassTurnOff")]
+            parts = await chat_stream(url, model="persona", messages=messages, tools=tools)
+            calls[said] = [c.function.name for part in parts for c in part.message.tool_calls or ()]
+    remark, question, request = backend.requests
+    assert calls == {
+        "My neighbour's garage door is open again.": [],
+        "What do you know about the garage door?": [],
+        "Close the garage door.": ["HassTurnOff"],
+    }
+    assert remark.tools == () and "Garage Door" not in remark.messages[0]["content"]
+    assert question.tools and request.tools
 
 
 async def test_a_backend_that_is_down_answers_with_the_personas_fallback_line(manager):

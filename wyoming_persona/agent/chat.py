@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from ..home.request import Form, utterance_form
 from ..personas import Persona, PersonaManager, build_system_prompt, example_turns, persona_messages
 from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatMessage, ChatRequest, ToolCall
 from .backends.tool_text import tool_names
 from .commands import Command, CommandKind, pinned_reply, recognize, spoken_list
-from .ha_context import closing, look_first, mentions_home
+from .ha_context import READ_ONLY_TOOLS, closing, look_first, mentions_home
 from .history import ConversationStore
 from .leak_guard import LeakGuard, Rule, Verdict
 from .refusal import is_refusal, may_start_refusal, retry_messages
@@ -534,6 +535,8 @@ async def respond_turn(
         await on_tool_calls((ToolCall(tool),))
         return Reply("", persona.id, ReplySource.LLM)
     question = next((m["content"] for m in reversed(turn.messages) if m["role"] == "user"), "")
+    form = utterance_form(question).form if turn.tools and question else None
+    offered = set(tool_names(turn.tools))
     max_tokens = persona.llm.max_reply_tokens or chat.settings.max_reply_tokens
     max_sentences = chat.settings.max_sentences
     if wants_detail(question):
@@ -572,6 +575,12 @@ async def respond_turn(
         new = tuple(call for call in found if _call_key(call) not in made)
         repeated += len(found) - len(new)
         made.update(map(_call_key, new))
+        # only tools offered, and a question is answered, never acted on
+        allowed = offered if form is Form.REQUEST else offered & READ_ONLY_TOOLS
+        for call in new:
+            if call.name not in allowed:
+                _LOGGER.info("Dropped the model's %s call: not offered, or not asked for", call.name)
+        new = tuple(call for call in new if call.name in allowed)
         if new:
             calls.extend(new)
             await on_tool_calls(new)

@@ -54,6 +54,8 @@ def mentions_home(question: str, context: str) -> bool:
 
 LIVE_STATE_TOOL = "GetLiveContext"
 DATE_TIME_TOOL = "GetDateTime"
+READ_ONLY_TOOLS = frozenset({LIVE_STATE_TOOL, DATE_TIME_TOOL})
+"""HA's tools that only read: the only ones a question (not a request) may call."""
 _QUESTION_START = re.compile(
     r"^(?:is|are|was|were|does|do|did|has|have|what|what's|whats|which|how|where|when|who)\b", re.IGNORECASE
 )

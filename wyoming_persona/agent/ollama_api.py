@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..access import is_loopback, token_matches
+from ..home.request import Form, utterance_form
 from ..personas import Persona
 from .backends import ToolCall
 from .chat import ClientTurn, OnChunk, OnToolCalls, PersonaChat, respond_turn
@@ -275,10 +276,23 @@ async def chat_view(request: web.Request) -> web.StreamResponse:
     shapes = request.app.get(SHAPES)
     try:
         answered = turn if shapes is None else shapes.turn_to_answer(call.model, turn)
-        return await _chat_reply(request, chat, call, answered)
+        return await _chat_reply(request, chat, call, _remark_without_tools(answered))
     finally:  # after the turn: its opening is processed now, and ahead at every start
         if shapes is not None:
             shapes.note(call.model, turn.context, tools)
+
+
+def _remark_without_tools(turn: ClientTurn) -> ClientTurn:
+    """A remark ("my neighbour's garage door is open again") is talked about by the persona alone,
+    without HA's context and tools: it is never acted on (home/request.py). Under HA's prompt qwen-1.5b
+    said "The garage door is now closed." to it, and named tools aloud."""
+    last = turn.messages[-1] if turn.messages else None
+    if not turn.tools or last is None or last["role"] != "user":
+        return turn
+    if utterance_form(last["content"]).form is not Form.OTHER:
+        return turn
+    _LOGGER.debug("Neither a request nor a question, answered without tools: %r", last["content"])
+    return ClientTurn(turn.messages, turn.persona_id)
 
 
 async def _chat_reply(
