@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ..home.request import Form, utterance_form
+
 GENERIC_LINES = (
     "You are a voice assistant for Home Assistant.",
     "Answer questions about the world truthfully.",
@@ -48,7 +50,7 @@ def closing(identity: str, style: Iterable[str], examples: Iterable[tuple[str, s
 
 def mentions_home(question: str, context: str) -> bool:
     """The question names a device, area or domain of HA's static context, or a word of the home."""
-    words = set(re.findall(r"[a-z0-9]+", question.lower()))
+    words = _words(question)
     return bool(words & HOME_WORDS) or _names_listed(words, context, _EVERY_LIST)
 
 
@@ -56,9 +58,6 @@ LIVE_STATE_TOOL = "GetLiveContext"
 DATE_TIME_TOOL = "GetDateTime"
 READ_ONLY_TOOLS = frozenset({LIVE_STATE_TOOL, DATE_TIME_TOOL})
 """HA's tools that only read: the only ones a question (not a request) may call."""
-_QUESTION_START = re.compile(
-    r"^(?:is|are|was|were|does|do|did|has|have|what|what's|whats|which|how|where|when|who)\b", re.IGNORECASE
-)
 _ASKS_DATE_TIME = re.compile(
     r"^(?:what(?:'s| is) (?:the )?(?:time|date|day)(?: is it)?(?: today| now)?|what time is it(?: now)?"
     r"|what day is (?:it|today)|what(?:'s| is) today's date)\W*$",
@@ -77,19 +76,22 @@ def look_first(question: str, context: str, tools: Iterable[str]) -> str | None:
     words = question.strip()
     if DATE_TIME_TOOL in offered and _ASKS_DATE_TIME.match(words):
         return DATE_TIME_TOOL
-    if LIVE_STATE_TOOL in offered and _QUESTION_START.match(words):
-        asked = set(re.findall(r"[a-z0-9]+", words.lower()))
-        if _names_listed(asked, context, ("names", "area", "areas")):
-            return LIVE_STATE_TOOL
+    asks = LIVE_STATE_TOOL in offered and utterance_form(words).form is Form.QUESTION
+    if asks and _names_listed(_words(words), context, ("names", "area", "areas")):
+        return LIVE_STATE_TOOL
     return None
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _names_listed(words: set[str], context: str, kinds: tuple[str, ...]) -> bool:
     """All the words of a name listed in HA's static context under one of `kinds` are in `words`."""
     for kind, listed in _LISTED.findall(context):
         for name in listed.split(",") if kind in kinds else ():
-            name_words = re.findall(r"[a-z0-9]+", name.lower())
-            if name_words and set(name_words) <= words:
+            name_words = _words(name)
+            if name_words and name_words <= words:
                 return True
     return False
 
