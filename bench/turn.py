@@ -3,6 +3,7 @@ never used: with speculative replies (the ASR posts its early transcript to the 
 speculation off, and with a speculation that was wrong; all in one run, turns interleaved.
 
     .venv/bin/python bench/turn.py [--rounds 1] [--personas assistant,pirate,butler] [--whole] [--switch]
+                                   [--questions bench/sets/turn_unseen2.txt]
 
 The services as `make run` starts them: whisper tiny.en with `--endpointing-ms 500 --smart-turn
 --beam-size 1`, the persona service's default model (qwen-1.5b), the joe Piper voice. Audio is
@@ -56,7 +57,8 @@ UNSEEN = (
     "What language do people speak in Brazil?",
     "How often should I water a cactus?",
 )
-"""Written for this bench (issue 20); no other bench, test or persona example uses them."""
+"""Written for this bench (issue 20); no other bench, test or persona example uses them. They were
+used while issue 20 was built, so they are tuned on now: `--questions` takes a new set (one per line)."""
 PERSONAS = ("assistant", "pirate", "butler")
 STEPS = ("transcript", "first_reply_text", "first_reply_audio", "total")
 GOAL_MS = 700.0
@@ -83,7 +85,8 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     linked = Endpoints(asr=services["asr"], persona=services["persona"], tts=services["tts"])
     plain = Endpoints(asr=plain_asr, persona=services["persona"], tts=services["tts"])
     voice = "en_US-joe-medium"
-    questions = {t: (await synthesize_question(t, linked, voice)).padded(0.3, 0.8) for t in UNSEEN}
+    texts = _questions(args.questions)
+    questions = {t: (await synthesize_question(t, linked, voice)).padded(0.3, 0.8) for t in texts}
     warm_up = (await synthesize_question(WARM_UP, linked, voice)).padded(0.3, 0.8)
     await services.wait_for_log("persona", "Persona prompts ready")
     personas = [p for p in args.personas.split(",") if p]
@@ -95,7 +98,6 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     results: dict[str, list[TurnResult]] = {mode: [] for mode in modes}
     rows: list[dict] = []
     turn = 0
-    texts = list(questions)
     for round_index in range(args.rounds):
         for persona_id in personas:
             services.switch(persona_id)
@@ -120,7 +122,8 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     }
     spread = {mode: _spread([r.timings.first_reply_audio for r in results[mode]]) for mode in modes}
     print(
-        f"\nbench/turn on {machine()}: {args.rounds} round(s) x {len(UNSEEN)} unseen questions x "
+        f"\nbench/turn on {machine()}: {args.rounds} round(s) x {len(texts)} questions "
+        f"({args.questions or 'UNSEEN'}) x "
         f"{len(personas)} personas ({', '.join(personas)}), medians (ms)"
     )
     print(f"{'end of speech ->':<22}" + "".join(f"{mode:>13}" for mode in modes))
@@ -138,11 +141,11 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     )
     switch = await _switch_costs(services, plain, questions, personas) if args.switch else None
     path = save(
-        "turn",
+        f"turn-{Path(args.questions).stem}" if args.questions else "turn",
         {
             "rounds": args.rounds,
             "personas": personas,
-            "questions": list(UNSEEN),
+            "questions": texts,
             "medians_ms": table,
             "first_audio_spread_ms": spread,
             "turns": rows,
@@ -223,6 +226,13 @@ async def _switch_costs(
     return {"after_switch": after, "same_persona": again, "added": extra}
 
 
+def _questions(path: str | None) -> list[str]:
+    if path is None:
+        return list(UNSEEN)
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line]
+
+
 def _ms(seconds: float | None) -> float:
     return float("nan") if seconds is None else seconds * 1000
 
@@ -238,6 +248,7 @@ def main() -> int:
     parser.add_argument("--personas", default=",".join(PERSONAS), help="comma-separated persona ids")
     parser.add_argument("--whole", action="store_true", help="also the one-step-after-another path")
     parser.add_argument("--switch", action="store_true", help="also what a persona switch adds")
+    parser.add_argument("--questions", help="a file of questions, one per line (default: UNSEEN)")
     parser.add_argument(
         "--asr-args", default="", help="extra flags for both ASR services, e.g. for ablations"
     )

@@ -37,8 +37,8 @@ LEAK_WEIGHT = 5.0
 """A run of at least `NGRAM` prompt words weighing this much is a leak: four rare words in six, three
 in seven, two in eight, one in nine; never a run of common words alone."""
 HOLD = 4
-"""An unfinished clause ending in this many prompt words in a row (or made only of fewer, as a run
-of the prompt: "You are Jeeves,") waits for the rest of its sentence."""
+"""An unfinished clause ending in this many prompt words in a row (or made only of fewer, as the
+opening of a prompt sentence: "You are Jeeves,") waits for the rest of its sentence."""
 SPAN = 16
 """Words of what came before a piece that a run may start in (a longer run was caught before)."""
 
@@ -70,6 +70,7 @@ class Rule(StrEnum):
 
 
 _WORD = re.compile(r"[a-z0-9]+")
+_PROMPT_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 _SENTENCE_START = r"(?:^\s*|(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)])\s+)[\"'“(]?\s*"
 _TURN_LABEL = re.compile(
     _SENTENCE_START + r"(?:user|human|system)\s*:|<\|[^|>]*\|?>?|\[/?inst\]|###",
@@ -135,6 +136,9 @@ class LeakGuard:
 
     prompt_words: tuple[str, ...]
     prompt_holds: frozenset[tuple[str, ...]]
+    """Every run of `HOLD` prompt words."""
+    prompt_openings: frozenset[tuple[str, ...]]
+    """The first one to `HOLD` - 1 words of each prompt sentence: where a recital would start."""
     speaker: re.Pattern[str]
     names: frozenset[str] = frozenset()
     """The persona's names, lowercased: a persona called Claude may say "My name is Claude"."""
@@ -147,14 +151,22 @@ class LeakGuard:
             r"^\s*(?:" + "|".join(re.escape(label) for label in labels) + r")\s*:\s*", re.IGNORECASE
         )
         tokens = words(system_prompt)
-        holds = frozenset(run for n in range(1, HOLD + 1) for run in ngrams(tokens, n))
-        return cls(tuple(tokens), holds, speaker, frozenset(n.strip().lower() for n in names))
+        sentences = [words(sentence) for sentence in _PROMPT_SENTENCE.split(system_prompt)]
+        openings = frozenset(tuple(sentence[:n]) for sentence in sentences for n in range(1, HOLD))
+        names = frozenset(n.strip().lower() for n in names)
+        return cls(tuple(tokens), frozenset(ngrams(tokens, HOLD)), openings, speaker, names)
 
     def suspect(self, clause: str) -> bool:
         """An unfinished clause that may be the start of a leak: screen it with what follows. A clause
-        too short to tell ("You are Jeeves,") is suspect when all its words are a run of the prompt."""
-        tail = tuple(words(clause)[-HOLD:])
-        return bool(tail) and tail in self.prompt_holds
+        too short to tell is suspect when it opens a prompt sentence ("You are Jeeves,"), not when its
+        words are merely the prompt's: "Aye," and "Certainly," are how a persona was told to talk, and
+        waiting for the next clause would keep the reply's first words from the voice."""
+        if (label := self.speaker.match(clause)) and not clause[label.end() :].strip():
+            return True  # "Captain Barnacle:" alone: its sentence says whether the reply is a transcript
+        said = words(clause)
+        if len(said) >= HOLD:
+            return tuple(said[-HOLD:]) in self.prompt_holds
+        return bool(said) and tuple(said) in self.prompt_openings
 
     def screen(self, piece: str, *before: str) -> Verdict:
         """Screen `piece`, a speakable chunk; each of `before` is text it follows (what this reply
