@@ -4,6 +4,7 @@ it (the real SmolLM2: llama.cpp reads a prompt in one uninterruptible call of up
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -86,10 +87,11 @@ async def test_a_cancelled_generation_stops_inside_its_prompt_and_the_model_stay
     assert answer == clean  # what the stopped read left behind changes nothing
 
 
-async def test_a_question_read_ahead_is_not_read_again(smollm2, manager) -> None:
+async def test_a_question_read_ahead_is_not_read_again(smollm2, manager, caplog) -> None:
     """Words of a question still being spoken are read into the model; the reply to the whole
-    question then reads only what came after them (the same real model, the same prompt)."""
-    from wyoming_persona.agent.chat import ChatSettings, PersonaChat
+    question then reads only what came after them (the same real model, the same prompt). Reading
+    ahead logs no reply (it once logged the no-answer line as one)."""
+    from wyoming_persona.agent.chat import NO_ANSWER, ChatSettings, PersonaChat
     from wyoming_persona.agent.history import ConversationStore
     from wyoming_persona.agent.speculation import PreemptingBackend, SpeculationGate, Speculator
 
@@ -112,9 +114,11 @@ async def test_a_question_read_ahead_is_not_read_again(smollm2, manager) -> None
     try:
         await answer("Tell me a short joke about cats.")
         sizes.append(_first_read(evals))  # the question and the turn's markers
-        await speculator.read_ahead("How far away from the earth is the")
-        async with asyncio.timeout(WAIT):
-            read_ahead = await gate.reading
+        with caplog.at_level(logging.DEBUG, logger="wyoming_persona.agent.chat"):
+            await speculator.read_ahead("How far away from the earth is the")
+            async with asyncio.timeout(WAIT):
+                read_ahead = await gate.reading
+        assert not [r for r in caplog.records if NO_ANSWER in r.getMessage()]
         evals.outcomes.clear()
         await answer("How far away from the earth is the moon?")
         sizes.append(_first_read(evals))

@@ -439,8 +439,13 @@ def _log_reading(task: asyncio.Task, text: str, persona_id: str) -> None:
         _LOGGER.warning("Reading a question ahead failed: %s", task.exception())
 
 
+class _Captured(Exception):
+    """The request is kept: the shadow reply stops there (it would end in the no-answer line, logged
+    as a reply)."""
+
+
 class _Capture:
-    """A backend that keeps the request it is given and writes nothing."""
+    """A backend that keeps the request it is given and stops the reply."""
 
     def __init__(self) -> None:
         self.name = "capture"
@@ -448,8 +453,8 @@ class _Capture:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
-        return
-        yield  # an async generator that yields nothing
+        raise _Captured
+        yield  # an async generator
 
 
 async def _opening(chat: PersonaChat, persona: Persona, history: Turns, text: str) -> ChatRequest | None:
@@ -467,7 +472,8 @@ async def _opening(chat: PersonaChat, persona: Persona, history: Turns, text: st
     async def ignore(_: str) -> None:
         return None
 
-    await shadow.respond(text, "read-ahead", ignore, pinned=persona.id)
+    with contextlib.suppress(_Captured):
+        await shadow.respond(text, "read-ahead", ignore, pinned=persona.id)
     return capture.requests[0] if capture.requests else None
 
 
