@@ -308,6 +308,30 @@ async def test_a_question_about_the_homes_state_or_the_time_looks_before_it_answ
     assert backend.requests[1].messages[-1]["role"] == "tool"
 
 
+async def test_the_time_from_get_date_time_reaches_the_model_as_a_voice_says_it(manager):
+    """Through HA 2026.2.3, qwen-1.5b read GetDateTime's "time": "03:07:12" as "3:07 PM": the model
+    gets "3:07 AM"; the rest of HA's result, and any other tool's, is as HA wrote it."""
+    backend = ScriptedBackend([[Delta("Arr, it be 3:07 AM, matey."), Delta(finish_reason="stop")]])
+    result = {"date": "2026-12-08", "time": "03:07:12", "timezone": "UTC", "weekday": "Tuesday"}
+    messages = [
+        {"role": "system", "content": HA_SYSTEM},
+        {"role": "user", "content": "What time is it?"},
+        ollama.Message(role="assistant", tool_calls=[{"function": {"name": "GetDateTime", "arguments": {}}}]),
+        {"role": "tool", "content": json.dumps({"success": True, "result": result})},
+    ]
+    tools = [TURN_ON, bare_tool("GetLiveContext"), bare_tool("GetDateTime")]
+    async with ollama_api(manager, backend) as url:
+        answer = content(await chat_stream(url, model="persona", messages=messages, tools=tools))
+        messages[-2] = ollama.Message(
+            role="assistant", tool_calls=[{"function": {"name": "GetLiveContext", "arguments": {}}}]
+        )
+        await chat_stream(url, model="persona", messages=messages, tools=tools)
+    told, other = (json.loads(request.messages[-1]["content"]) for request in backend.requests)
+    assert told == {"success": True, "result": {**result, "time": "3:07 AM"}}
+    assert other["result"]["time"] == "03:07:12"
+    assert answer == "Arr, it be 3:07 AM, matey."
+
+
 async def test_a_remark_gets_no_tools_and_a_question_never_acts(manager):
     """ "My neighbour's garage door is open again" is talked about, without HA's tools; a question's
     action call is dropped (the model may only look); a request's call goes to HA."""

@@ -19,7 +19,7 @@ from ..sentences import split_sentences
 from .backends import BackendError, ChatBackend, ChatMessage, ChatRequest, ToolCall
 from .backends.tool_text import tool_names
 from .commands import Command, CommandKind, pinned_reply, recognize, spoken_list
-from .ha_context import READ_ONLY_TOOLS, closing, look_first, mentions_home
+from .ha_context import READ_ONLY_TOOLS, clock_said, closing, look_first, mentions_home
 from .history import ConversationStore
 from .leak_guard import LeakGuard, Rule, Verdict
 from .refusal import is_refusal, may_start_refusal, retry_messages
@@ -551,7 +551,7 @@ async def respond_turn(
     # them and stops calling (qwen-1.5b told the time rather than call GetDateTime).
     for user, assistant in () if turn.tools else example_turns(persona):
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    messages += recent_turns(turn.messages, chat.store.settings.max_turns)
+    messages += clock_said(recent_turns(turn.messages, chat.store.settings.max_turns))
     temperature = persona.llm.temperature
     # The model decides on a call (the reply to a tool's result is speech); a question that names
     # nothing of the home is answered at the persona's own warmth, in character.

@@ -8,10 +8,12 @@ leads, so the generic lines go; everything about the home stays word for word.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..home.request import Form, utterance_form
+from .backends.base import ChatMessage
 
 GENERIC_LINES = (
     "You are a voice assistant for Home Assistant.",
@@ -80,6 +82,43 @@ def look_first(question: str, context: str, tools: Iterable[str]) -> str | None:
     if asks and _names_listed(_words(words), context, ("names", "area", "areas")):
         return LIVE_STATE_TOOL
     return None
+
+
+_CLOCK = re.compile(r"^(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)(?::[0-5]\d(?:\.\d+)?)?$")
+
+
+def clock_said(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The messages with the time in HA's GetDateTime results as a voice says it ("03:07:12" ->
+    "3:07 AM"); the rest of each result stays as HA wrote it.
+
+    Through HA 2026.2.3, qwen-1.5b read HA's "time": "03:07:12" as "3:07 PM", twice. A tool message
+    answers the calls of the assistant message before it, in order."""
+    said: list[ChatMessage] = []
+    calls: list[str] = []
+    for message in messages:
+        if message["role"] == "assistant":
+            calls = [call["function"]["name"] for call in message.get("tool_calls", [])]
+        elif message["role"] == "tool":
+            answers = calls.pop(0) if calls else None
+            if answers == DATE_TIME_TOOL:
+                message = {**message, "content": _twelve_hour(message["content"])}
+        said.append(message)
+    return said
+
+
+def _twelve_hour(content: str) -> str:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    result = data.get("result") if isinstance(data, dict) else None
+    time = result.get("time") if isinstance(result, dict) else None
+    match = _CLOCK.match(time) if isinstance(time, str) else None
+    if match is None:
+        return content
+    hour = int(match["hour"])
+    spoken = f"{hour % 12 or 12}:{match['minute']} {'AM' if hour < 12 else 'PM'}"
+    return json.dumps({**data, "result": {**result, "time": spoken}}, ensure_ascii=False)
 
 
 def _words(text: str) -> set[str]:
