@@ -126,7 +126,7 @@ SETS: dict[str, tuple[str, ...]] = {
     ),
     "chat8": (
         "What is the capital city of Egypt?",
-        "How many hearts does an octopus have?",
+        "How many teeth does an adult have?",
         "What do squirrels bury in the autumn?",
         "Which planet has the biggest rings?",
         "What is a good breakfast before school?",
@@ -219,6 +219,18 @@ SETS: dict[str, tuple[str, ...]] = {
         "Where does chocolate come from?",
         "What is a good name for a pet turtle?",
         "How do birds know where to fly in winter?",
+    ),
+    "chat16": (
+        "What is the biggest desert in the world?",
+        "How many teeth does an adult have?",
+        "Why do onions make us cry?",
+        "Who wrote Romeo and Juliet?",
+        "What is a good snack before bed?",
+        "What do pandas like to eat?",
+        "Which planet has the most moons?",
+        "Why do cats like boxes?",
+        "How long does it take to hard boil an egg?",
+        "What is the fastest land animal?",
     ),
     "commands": (
         "Turn on the bedroom light.",

@@ -89,8 +89,9 @@ async def test_a_cancelled_generation_stops_inside_its_prompt_and_the_model_stay
 
 async def test_a_question_read_ahead_is_not_read_again(smollm2, manager, caplog) -> None:
     """Words of a question still being spoken are read into the model; the reply to the whole
-    question then reads only what came after them (the same real model, the same prompt). Reading
-    ahead logs no reply (it once logged the no-answer line as one)."""
+    question then reads only what came after them (the same real model, the same prompt), also when
+    the words so far came without their capital. Reading ahead logs no reply (it once logged the
+    no-answer line as one)."""
     from wyoming_persona.agent.chat import NO_ANSWER, ChatSettings, PersonaChat
     from wyoming_persona.agent.history import ConversationStore
     from wyoming_persona.agent.speculation import PreemptingBackend, SpeculationGate, Speculator
@@ -115,7 +116,7 @@ async def test_a_question_read_ahead_is_not_read_again(smollm2, manager, caplog)
         await answer("Tell me a short joke about cats.")
         sizes.append(_first_read(evals))  # the question and the turn's markers
         with caplog.at_level(logging.DEBUG, logger="wyoming_persona.agent.chat"):
-            await speculator.read_ahead("How far away from the earth is the")
+            await speculator.read_ahead("how far away from the earth is the")  # a window cut mid-phrase
             async with asyncio.timeout(WAIT):
                 read_ahead = await gate.reading
         assert not [r for r in caplog.records if NO_ANSWER in r.getMessage()]

@@ -268,8 +268,13 @@ class Speculator:
     async def read_ahead(self, text: str) -> None:
         """Words of a question still being spoken: the model reads them into its context, as the reply
         to them would begin, so that less is left to read when the words are whole. Nothing is said;
-        a reply being made is never disturbed, and any real turn stops it."""
+        a reply being made is never disturbed, and any real turn stops it.
+
+        The first letter is read as a capital: Whisper begins a whole question with one, but a window
+        cut mid-phrase sometimes not ("how many days are in a leap"), and a first token that differs
+        from the question's would leave everything read ahead unused."""
         text = text.strip()
+        text = text[:1].upper() + text[1:]
         busy = self.current is not None and not self.current.finished
         if not text or busy or self._unasked >= self.settings.unasked_limit:
             return
