@@ -16,7 +16,9 @@ A piece is dropped when
 - it is self-talk in the first person: "my instructions", "as an AI, I", "I am a large language
   model", "I was created by OpenAI" (not "ChatGPT is a large language model made by OpenAI");
 - it quotes the old example scaffolding ('Asked "...", you say:').
-A first clause that ends in prompt words waits for the rest of its sentence and is screened with it.
+A first clause that ends in four prompt words in a row, opens a prompt sentence ("You are Jeeves,") or
+is a speaker label alone waits for the rest of its sentence and is screened with it; a persona's own
+interjection ("Aye,", "Certainly,") goes at once, though the prompt names it.
 A leading speaker label ("Captain Barnacle:", "Assistant:") is cut off; a turn label for someone else
 ("User:", "System:") starting the piece or one of its sentences, or a chat-template token, means the
 model started writing the transcript: the reply ends there. "The solar system: eight planets" has none.
