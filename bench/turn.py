@@ -85,15 +85,11 @@ async def _bench(args: argparse.Namespace, services: BenchSuite, plain_asr: str)
     linked = Endpoints(asr=services["asr"], persona=services["persona"], tts=services["tts"])
     plain = Endpoints(asr=plain_asr, persona=services["persona"], tts=services["tts"])
     voice = "en_US-joe-medium"
-    texts = _questions(args.questions)
+    texts = questions_from(args.questions)
     questions = {t: (await synthesize_question(t, linked, voice)).padded(0.3, 0.8) for t in texts}
     warm_up = (await synthesize_question(WARM_UP, linked, voice)).padded(0.3, 0.8)
-    await services.wait_for_log("persona", "Persona prompts ready")
     personas = [p for p in args.personas.split(",") if p]
-    known = sorted(load_folder(services.root / "personas"))
-    for persona_id in [*known, personas[0]]:  # every persona's prompt answers once, untimed
-        services.switch(persona_id)
-        await run_turn(warm_up, plain, realtime=False)
+    await warm_every_persona(services, plain, warm_up, then=personas[0])
     modes = ["speculation", "off", "wrong", *(["whole"] if args.whole else [])]
     results: dict[str, list[TurnResult]] = {mode: [] for mode in modes}
     rows: list[dict] = []
@@ -226,7 +222,17 @@ async def _switch_costs(
     return {"after_switch": after, "same_persona": again, "added": extra}
 
 
-def _questions(path: str | None) -> list[str]:
+async def warm_every_persona(services: BenchSuite, endpoints: Endpoints, clip, then: str) -> None:
+    """Once the persona service's start-up work is done, every persona answers `clip` once, untimed
+    (its prompt is then processed); `then` is the persona left active."""
+    await services.wait_for_log("persona", "Persona prompts ready")
+    for persona_id in [*sorted(load_folder(services.root / "personas")), then]:
+        services.switch(persona_id)
+        await run_turn(clip, endpoints, realtime=False)
+
+
+def questions_from(path: str | None) -> list[str]:
+    """The questions in a file, one per line; None: the bench's own (UNSEEN)."""
     if path is None:
         return list(UNSEEN)
     lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _suite import REPO, bench_suite, machine, save
-from turn import NO_SPEECH_CACHE, PERSONAS, WARM_UP, _questions
+from turn import NO_SPEECH_CACHE, PERSONAS, WARM_UP, questions_from, warm_every_persona
 
 from wyoming_persona.talk.turn import Endpoints, TurnResult, run_turn, synthesize_question
 
@@ -96,15 +96,12 @@ def _check_package(path: Path | None) -> None:
 
 async def _pairs(args: argparse.Namespace, suites: dict) -> int:
     endpoints = {k: Endpoints(asr=s["asr"], persona=s["persona"], tts=s["tts"]) for k, s in suites.items()}
-    texts = _questions(args.questions)
+    texts = questions_from(args.questions)
     clips = {t: (await synthesize_question(t, endpoints["A"], VOICE)).padded(0.3, 0.8) for t in texts}
     warm_up = (await synthesize_question(WARM_UP, endpoints["A"], VOICE)).padded(0.3, 0.8)
     personas = [p for p in args.personas.split(",") if p]
-    for key, suite in suites.items():  # every persona's prompt answers once, untimed
-        await suite.wait_for_log("persona", "Persona prompts ready")
-        for persona_id in ("assistant", "butler", "coach", "pirate", "robot"):
-            suite.switch(persona_id)
-            await run_turn(warm_up, endpoints[key], realtime=False)
+    for key, suite in suites.items():
+        await warm_every_persona(suite, endpoints[key], warm_up, then=personas[0])
     rows: list[dict] = []
     for persona_id in personas:
         for suite in suites.values():

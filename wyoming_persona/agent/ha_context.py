@@ -75,11 +75,11 @@ def look_first(question: str, context: str, tools: Iterable[str]) -> str | None:
     "The current time is [value from GetLiveContext]" for the time (bench/tool_calls.py): a home's
     state said wrong is worse than a reply a second later."""
     offered = set(tools)
-    words = question.strip()
-    if DATE_TIME_TOOL in offered and _ASKS_DATE_TIME.match(words):
+    text = question.strip()
+    if DATE_TIME_TOOL in offered and _ASKS_DATE_TIME.match(text):
         return DATE_TIME_TOOL
-    asks = LIVE_STATE_TOOL in offered and utterance_form(words).form is Form.QUESTION
-    if asks and _names_listed(_words(words), context, ("names", "area", "areas")):
+    asks = LIVE_STATE_TOOL in offered and utterance_form(text).form is Form.QUESTION
+    if asks and _names_listed(_words(text), context, ("names", "area", "areas")):
         return LIVE_STATE_TOOL
     return None
 
